@@ -1,0 +1,282 @@
+"""theta.function: compile symbolic inputs/outputs/updates into a callable.
+
+Calling it binds and checks the arguments (before any work), picks the specialization for
+their shapes (compiling it on first use: specialize -> rewrite passes -> backend program),
+runs it, and applies the updates to the shared variables after all outputs are computed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import specialize as spz
+from .errors import DTypeError, GraphError, InputError, ShapeError, describe
+from .graph import Variable, rebuild, toposort
+from .options import CompileOptions
+from .shared import SharedVariable
+from .types import check_dtype
+
+
+@dataclasses.dataclass
+class In:
+    """An input with optional default ``value`` and keyword ``name`` (Theano's theta.In)."""
+    variable: Variable
+    value: Any = None
+    name: str | None = None
+    borrow: bool = False
+    mutable: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.variable, Variable) or not self.variable.is_leaf or self.variable.is_constant:
+            raise InputError(f"theta.In needs a symbolic input variable, got {self.variable!r}")
+        self.name = self.name or self.variable.name
+
+
+class Function:
+    def __init__(self, inputs: Sequence, outputs=None, updates=None, givens=None, name: str | None = None,
+                 on_unused_input: str = "raise", backend: str | None = None,
+                 allow_input_downcast: bool | None = None) -> None:
+        from .tensor.basic import as_tensor_variable, cast
+        self.name = name
+        self.options = CompileOptions.from_config(backend)
+        self.allow_input_downcast = bool(allow_input_downcast)
+        if isinstance(inputs, (Variable, In)):
+            raise InputError("theta.function: inputs must be a list of variables")
+        self.inputs = [i if isinstance(i, In) else In(i) for i in inputs]
+        for i in self.inputs:
+            if isinstance(i.variable, SharedVariable):
+                raise InputError(f"shared variable {describe(i.variable)} cannot be an explicit input; "
+                                 "it is an implicit input of every function that uses it")
+        ids = [id(i.variable) for i in self.inputs]
+        if len(set(ids)) != len(ids):
+            raise InputError("theta.function: the same variable appears twice in inputs")
+
+        self._single = outputs is not None and not isinstance(outputs, (list, tuple))
+        outs = [] if outputs is None else ([outputs] if self._single else list(outputs))
+        self._outputs = [as_tensor_variable(o) for o in outs]
+
+        pairs = list(updates.items()) if isinstance(updates, dict) else list(updates or [])
+        self._updates: list[tuple[SharedVariable, Variable]] = []
+        for var, expr in pairs:
+            if not isinstance(var, SharedVariable):
+                raise GraphError(f"updates: {describe(var)} is not a shared variable")
+            expr = as_tensor_variable(expr)
+            if expr.ndim != var.ndim:
+                raise ShapeError(f"update of {describe(var)} with {describe(expr)}: ranks differ")
+            if expr.dtype != var.dtype:
+                if not (np.can_cast(expr.dtype, var.dtype, "same_kind")):
+                    raise DTypeError(f"update of {describe(var)} with {describe(expr)}: dtypes differ")
+                expr = cast(expr, var.dtype)
+            self._updates.append((var, expr))
+        if len({id(v) for v, _ in self._updates}) != len(self._updates):
+            raise GraphError("updates: a shared variable is updated twice")
+
+        graph = self._outputs + [e for _, e in self._updates]
+        if givens:
+            items = givens.items() if isinstance(givens, dict) else givens
+            replace = {}
+            for old, new in items:
+                new = as_tensor_variable(new)
+                if old.ndim != new.ndim or old.dtype != new.dtype:
+                    raise GraphError(f"givens: {describe(old)} replaced by {describe(new)}: types differ")
+                replace[old] = new
+            graph = rebuild(graph, replace)
+        self._graph = graph
+
+        input_ids = {id(i.variable) for i in self.inputs}
+        self.shared: list[SharedVariable] = []
+        used = set()
+        for leaf in (v for v in toposort(graph) if v.is_leaf):
+            used.add(id(leaf))
+            if leaf.is_constant or id(leaf) in input_ids:
+                continue
+            if isinstance(leaf, SharedVariable):
+                self.shared.append(leaf)
+                continue
+            raise GraphError(f"theta.function: the outputs depend on {describe(leaf)}, which is not among the "
+                             "inputs (add it to inputs, or give it a value with givens=)")
+        for v, _ in self._updates:
+            if v not in self.shared:
+                self.shared.append(v)
+        unused = [i for i in self.inputs if id(i.variable) not in used]
+        if unused and on_unused_input != "ignore":
+            msg = "theta.function: unused input(s) " + ", ".join(describe(i.variable) for i in unused)
+            if on_unused_input == "raise":
+                raise GraphError(msg + " (pass on_unused_input='ignore' or 'warn' to allow)")
+            import warnings
+            warnings.warn(msg, stacklevel=2)
+        self._names = {}
+        for pos, i in enumerate(self.inputs):
+            if i.name:
+                self._names.setdefault(i.name, pos)
+        self._specs: dict[tuple, _Specialization] = {}
+
+    # -- calling --------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        values = self._bind(args, kwargs)
+        shared_values = [s.get_value(borrow=True) for s in self.shared]
+        key = tuple(v.shape for v in values) + tuple(v.shape for v in shared_values)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = _Specialization(self, key)
+        results = spec.run(values + shared_values)
+        n_out = len(self._outputs)
+        for (var, _), value in zip(self._updates, results[n_out:]):
+            var.set_value(value, borrow=True)
+        outs = [_owned(r, values + shared_values) for r in results[:n_out]]
+        if self._single:
+            return outs[0]
+        return outs
+
+    def _bind(self, args, kwargs) -> list[np.ndarray]:
+        if len(args) > len(self.inputs):
+            raise InputError(f"{self._what()} takes {len(self.inputs)} inputs, got {len(args)}")
+        slots: list[Any] = list(args) + [_MISSING] * (len(self.inputs) - len(args))
+        for key, value in kwargs.items():
+            pos = self._names.get(key)
+            if pos is None:
+                known = ", ".join(sorted(self._names)) or "none"
+                raise InputError(f"{self._what()} got an unknown keyword argument {key!r} (inputs: {known})")
+            if slots[pos] is not _MISSING:
+                raise InputError(f"{self._what()} got input {key!r} twice")
+            slots[pos] = value
+        out = []
+        for pos, (inp, value) in enumerate(zip(self.inputs, slots)):
+            if value is _MISSING:
+                if inp.value is None:
+                    raise InputError(f"{self._what()}: missing input {pos} {describe(inp.variable)}")
+                value = inp.value
+            out.append(self._convert(inp.variable, value, pos))
+        return out
+
+    def _convert(self, var: Variable, value, pos: int) -> np.ndarray:
+        where = f"{self._what()}: input {pos} {describe(var)}"
+        if isinstance(value, Variable):
+            raise InputError(f"{where} got the symbolic variable {value!r}; pass a value")
+        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+            arr = np.asarray(value)
+            if arr.dtype.name != var.dtype:
+                ok = np.can_cast(arr.dtype, var.dtype, "safe") or (
+                    self.allow_input_downcast and np.can_cast(arr.dtype, var.dtype, "same_kind"))
+                if not ok:
+                    raise DTypeError(f"{where} got a {arr.dtype} array; pass {var.dtype} "
+                                     "(or compile with allow_input_downcast=True)")
+                arr = arr.astype(var.dtype)
+        else:
+            try:
+                raw = np.asarray(value)
+            except (ValueError, TypeError) as e:
+                raise DTypeError(f"{where} got {type(value).__name__} that is not an array: {e}") from e
+            if raw.dtype.kind not in "biuf":
+                raise DTypeError(f"{where} got {raw.dtype} data")
+            arr = raw.astype(var.dtype)
+            if raw.dtype.kind == "f" and arr.dtype.kind in "iub" and not np.array_equal(arr, raw):
+                raise DTypeError(f"{where} got non-integer values for an integer input")
+        if arr.ndim != var.ndim:
+            raise ShapeError(f"{where} got an array of rank {arr.ndim} (shape {arr.shape})")
+        for axis, (d, s) in enumerate(zip(var.type.shape, arr.shape)):
+            if d is not None and d != s:
+                raise ShapeError(f"{where} got shape {arr.shape}; axis {axis} must have length {d}")
+        return arr
+
+    def _what(self) -> str:
+        return f"function {self.name!r}" if self.name else "function"
+
+    # -- introspection --------------------------------------------------------------------------
+    def specialization(self, *args, **kwargs) -> "_Specialization":
+        """The compiled specialization these arguments would run (compiling it if needed)."""
+        values = self._bind(args, kwargs)
+        shared_values = [s.get_value(borrow=True) for s in self.shared]
+        key = tuple(v.shape for v in values) + tuple(v.shape for v in shared_values)
+        if key not in self._specs:
+            self._specs[key] = _Specialization(self, key)
+        return self._specs[key]
+
+    @property
+    def maker(self):  # Theano's f.maker.fgraph.outputs idiom
+        return self
+
+    # -- pickling -------------------------------------------------------------------------------
+    def __reduce__(self):
+        from .serialize import dump_function
+        return (_load_function, (dump_function(self),))
+
+
+def _load_function(state):
+    from .serialize import load_function
+    return load_function(state)
+
+
+_MISSING = object()
+
+
+def _owned(result: np.ndarray, leaf_values) -> np.ndarray:
+    """Outputs never alias an input or shared value (a later update or user write would show)."""
+    if not result.flags.owndata or not result.flags.writeable or any(result is v for v in leaf_values):
+        return np.array(result, copy=True)
+    return result
+
+
+class _Specialization:
+    """The function compiled for one shape signature (and its value-dependent variants)."""
+
+    def __init__(self, fn: Function, shapes: tuple) -> None:
+        from .rewrite import optimize
+        self.fn = fn
+        self.leaves = [i.variable for i in fn.inputs] + list(fn.shared)
+        leaf_map = spz.concrete_leaves(self.leaves, shapes)
+        self.concrete = list(leaf_map.values())
+        self.level1 = spz.level1(fn._graph, leaf_map)
+        self.plan = spz.DynamicPlan(self.level1)
+        self._variants: dict[tuple, tuple] = {}
+        if self.plan.empty:
+            self.outputs = optimize(self.level1, fn.options.optimizer)
+            self.program = _build(self.outputs, fn.options)
+        else:
+            from ..runtime.reference import ReferenceProgram
+            self._prep = ReferenceProgram(self.plan.scalars)
+
+    def run(self, leaf_values: list[np.ndarray]) -> list[np.ndarray]:
+        env = {id(leaf): v for leaf, v in zip(self.concrete, leaf_values)}
+        if self.plan.empty:
+            return self.program.run(env)
+        scalars = self._prep.run(env)
+        values = {id(v): int(s) for v, s in zip(self.plan.scalars, scalars)}
+        key = self.plan.key(values)
+        variant = self._variants.get(key)
+        if variant is None:
+            from .rewrite import optimize
+            outs, implicit = spz.level2(self.level1, self.plan, values)
+            outs = optimize(outs, self.fn.options.optimizer)
+            variant = self._variants[key] = (_build(outs, self.fn.options), implicit, outs)
+        program, implicit, _ = variant
+        for leaf, value_fn in implicit:
+            env[id(leaf)] = np.asarray(value_fn(values), dtype="int64")
+        return program.run(env)
+
+    @property
+    def programs(self) -> list:
+        if self.plan.empty:
+            return [self.program]
+        return [v[0] for v in self._variants.values()]
+
+
+def _build(outputs: list[Variable], options: CompileOptions):
+    """The backend program for a specialized, rewritten graph."""
+    from ..runtime import backends
+    return backends.build(outputs, options)
+
+
+def function(inputs, outputs=None, updates=None, givens=None, name: str | None = None,
+             on_unused_input: str = "raise", backend: str | None = None,
+             allow_input_downcast: bool | None = None, mode=None, **kwargs) -> Function:
+    """theta.function(inputs, outputs, updates, givens, ...) -> a callable (Theano's API)."""
+    unknown = set(kwargs) - {"no_default_updates", "rebuild_strict", "profile"}
+    if unknown:
+        raise InputError(f"theta.function got unknown keyword argument(s): {', '.join(sorted(unknown))}")
+    return Function(inputs, outputs, updates, givens, name, on_unused_input, backend, allow_input_downcast)
+
+
+_ = check_dtype

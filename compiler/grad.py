@@ -1,0 +1,142 @@
+"""Reverse-mode symbolic differentiation: theta.grad builds more graph.
+
+The cost is first run through the stabilize pass, so gradients are taken of the stable forms
+(the gradient of -log(softmax(x))[arange(n), y] is softmax minus one-hot, that of
+log(1 - sigmoid(x)) is -sigmoid(x), never 0/0). Each op supplies its vector-Jacobian product;
+contributions to a variable used several times are summed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DisconnectedInputError, GraphError, describe
+from .graph import Op, Variable, constant, toposort
+from .types import TensorType, is_float
+
+
+@dataclasses.dataclass(frozen=True)
+class DisconnectedGrad(Op):
+    """Identity in the forward pass; no gradient flows through it (theta.gradient.disconnected_grad)."""
+    family = "view"
+
+    def make_type(self, x: Variable) -> TensorType:
+        return x.type
+
+    def perform(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def grad(self, inputs, output, gout):
+        return [None]
+
+
+def disconnected_grad(x) -> Variable:
+    from .tensor.basic import as_tensor_variable
+    return DisconnectedGrad()(as_tensor_variable(x))
+
+
+def grad(cost: Variable | None, wrt, consider_constant: Sequence[Variable] | None = None,
+         known_grads: dict | None = None, disconnected_inputs: str = "raise",
+         return_disconnected: str = "zero"):
+    """d(cost)/d(wrt) as symbolic variables (Theano's theta.grad)."""
+    from .rewrite import stabilize_graph
+    from .tensor.basic import as_tensor_variable, cast, ones_like, zeros_like
+    single = isinstance(wrt, Variable)
+    wrt_list = [wrt] if single else list(wrt)
+    for w in wrt_list:
+        if not isinstance(w, Variable):
+            raise GraphError(f"theta.grad: wrt must be symbolic variables, got {w!r}")
+    if disconnected_inputs not in ("raise", "warn", "ignore"):
+        raise ValueError("disconnected_inputs must be 'raise', 'warn' or 'ignore'")
+    seeds: dict[int, list] = {}
+    roots: list[Variable] = []
+    if cost is not None:
+        cost = as_tensor_variable(cost)
+        if cost.ndim != 0:
+            raise GraphError(f"theta.grad: the cost must be a scalar, got {describe(cost)}")
+        if not is_float(cost.dtype):
+            raise GraphError(f"theta.grad: the cost must be a float, got {describe(cost)}")
+        if all(w.is_leaf for w in wrt_list) and not known_grads:
+            (cost,) = stabilize_graph([cost])
+        seeds.setdefault(id(cost), []).append(ones_like(cost))
+        roots.append(cost)
+    for var, g in (known_grads or {}).items():
+        g = as_tensor_variable(g)
+        seeds.setdefault(id(var), []).append(g)
+        roots.append(var)
+    if not roots:
+        raise GraphError("theta.grad needs a cost or known_grads")
+
+    order = toposort(roots)
+    stop = {id(v) for v in (consider_constant or [])}
+    wrt_ids = {id(w) for w in wrt_list}
+    # Only nodes on a path to some wrt need gradients.
+    reaches: set[int] = set()
+    for node in order:
+        if id(node) in wrt_ids or (id(node) not in stop and any(id(i) in reaches for i in node.inputs)):
+            reaches.add(id(node))
+
+    grads = dict(seeds)
+    totals: dict[int, Variable] = {}
+    for node in reversed(order):
+        contribs = grads.get(id(node))
+        if not contribs or id(node) not in reaches:
+            continue
+        total = contribs[0]
+        for c in contribs[1:]:
+            total = total + c
+        if total.dtype != node.dtype and is_float(node.dtype):
+            total = cast(total, node.dtype)
+        totals[id(node)] = total
+        if node.is_leaf or id(node) in stop:
+            continue
+        in_grads = node.op.grad(list(node.inputs), node, total)
+        if len(in_grads) != len(node.inputs):
+            raise GraphError(f"{node.op}.grad returned {len(in_grads)} gradients for {len(node.inputs)} inputs")
+        for inp, g in zip(node.inputs, in_grads):
+            if g is None or id(inp) not in reaches:
+                continue
+            if g.type.ndim != inp.ndim:
+                raise GraphError(f"{node.op}.grad gave a gradient of rank {g.ndim} for {describe(inp)}")
+            grads.setdefault(id(inp), []).append(g)
+
+    out = []
+    for w in wrt_list:
+        g = totals.get(id(w))
+        if g is None:
+            if id(w) not in reaches or not any(id(w) == id(v) or id(v) in reaches for v in roots):
+                pass
+            connected = id(w) in reaches and any(id(r) in reaches for r in roots)
+            if not connected:
+                msg = (f"theta.grad: the cost does not depend on {describe(w)} "
+                       "(pass disconnected_inputs='ignore' or 'warn' to get zeros)")
+                if disconnected_inputs == "raise":
+                    raise DisconnectedInputError(msg)
+                if disconnected_inputs == "warn":
+                    import warnings
+                    warnings.warn(msg, stacklevel=2)
+                if return_disconnected == "None":
+                    out.append(None)
+                    continue
+            g = zeros_like(w, dtype=w.dtype if is_float(w.dtype) else "float64")
+        out.append(g)
+    return out[0] if single else out
+
+
+def jacobian(expression: Variable, wrt):
+    """Jacobian of a vector expression, one grad per output element (unrolled at trace time;
+    the expression's length must be known)."""
+    from .tensor.basic import stack
+    n = expression.type.shape[0]
+    if expression.ndim != 1 or n is None:
+        raise GraphError(f"jacobian needs a vector of known length, got {describe(expression)}")
+    single = isinstance(wrt, Variable)
+    rows = [grad(expression[i], wrt if not single else [wrt], disconnected_inputs="ignore") for i in range(n)]
+    per_wrt = list(zip(*rows))
+    out = [stack(list(r)) for r in per_wrt]
+    return out[0] if single else out
+
+
+_ = constant  # re-exported for callers building seeds

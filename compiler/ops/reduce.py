@@ -1,0 +1,160 @@
+"""Reductions: sum, prod, max, min, mean over any set of axes; argmax/argmin over one axis.
+
+Accumulation contract (every backend keeps it): float sums, products and means accumulate in
+float64 and round once to the output dtype (Theano's acc_dtype), integer ones in (u)int64.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..errors import ShapeError, describe
+from ..graph import Op, Variable
+from ..types import TensorType, acc_dtype, is_float, sum_dtype
+
+KINDS = ("sum", "prod", "max", "min", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reduce(Op):
+    kind: str
+    axes: tuple
+    dtype: str
+    family = "reduce"
+
+    def make_type(self, x: Variable) -> TensorType:
+        for a in self.axes:
+            if not 0 <= a < x.ndim:
+                raise ShapeError(f"{self.kind} over axis {a} of {describe(x)}")
+        if self.kind in ("max", "min"):
+            for a in self.axes:
+                if x.type.shape[a] == 0:
+                    raise ShapeError(f"{self.kind} over the empty axis {a} of {describe(x)}")
+        return TensorType(self.dtype, tuple(d for a, d in enumerate(x.type.shape) if a not in self.axes))
+
+    def perform(self, x: np.ndarray) -> np.ndarray:
+        axes = self.axes
+        if self.kind in ("sum", "prod", "mean"):
+            acc = acc_dtype(x.dtype) if self.kind != "mean" or not is_float(self.dtype) else "float64"
+            fn = {"sum": np.sum, "prod": np.prod, "mean": np.mean}[self.kind]
+            out = fn(x, axis=axes, dtype=acc)
+        else:
+            if any(x.shape[a] == 0 for a in axes):
+                raise ShapeError(f"{self.kind} of an empty axis (shape {x.shape}, axes {axes})")
+            out = (np.max if self.kind == "max" else np.min)(x, axis=axes)
+        return np.asarray(out).astype(self.dtype, copy=False)
+
+    def grad(self, inputs, output, gout):
+        (x,) = inputs
+        if not is_float(x.dtype):
+            return [None]
+        from .shape import broadcast_like
+        from ..tensor import basic as T
+        g = broadcast_like(expand_reduced(gout, self.axes, x.ndim), x)
+        if self.kind == "sum":
+            return [g]
+        if self.kind == "mean":
+            n = 1
+            for a in self.axes:
+                n = n * x.shape[a]
+            return [T.true_div(g, T.cast(n, x.dtype))]
+        out_b = expand_reduced(output, self.axes, x.ndim)
+        if self.kind in ("max", "min"):
+            return [g * T.eq(x, out_b)]
+        # prod: d/dx_i = product of the other elements, exact when some x_j are zero.
+        is_zero = T.eq(x, 0)
+        zeros = expand_reduced(reduce_sum(T.cast(is_zero, "int64"), self.axes), self.axes, x.ndim)
+        prod_nz = expand_reduced(Reduce("prod", self.axes, x.dtype)(T.switch(is_zero, T.ones_like(x), x)),
+                                 self.axes, x.ndim)
+        others = T.switch(is_zero, T.switch(T.eq(zeros, 1), prod_nz, 0),
+                          T.switch(T.eq(zeros, 0), out_b / T.switch(is_zero, 1, x), 0))
+        return [g * others]
+
+    def __str__(self) -> str:
+        return f"{self.kind.capitalize()}{{{','.join(map(str, self.axes))}}}"
+
+
+def expand_reduced(v: Variable, axes: tuple, ndim: int) -> Variable:
+    """Re-insert reduced axes as length-1 axes (keepdims)."""
+    from .shape import dimshuffle
+    order, k = [], 0
+    for a in range(ndim):
+        if a in axes:
+            order.append("x")
+        else:
+            order.append(k)
+            k += 1
+    return dimshuffle(v, order)
+
+
+def normalize_axes(axis, ndim: int, what: str = "axis") -> tuple:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"{what} {a} is out of range for a tensor of rank {ndim}")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"repeated {what} in {axis}")
+    return tuple(sorted(out))
+
+
+def reduce(kind: str, x: Variable, axis=None, keepdims: bool = False, dtype: str | None = None) -> Variable:
+    from ..tensor.basic import as_tensor_variable
+    from ..options import config
+    x = as_tensor_variable(x)
+    axes = normalize_axes(axis, x.ndim)
+    if dtype is None:
+        if kind in ("sum", "prod"):
+            dtype = sum_dtype(x.dtype)
+        elif kind == "mean":
+            dtype = x.dtype if is_float(x.dtype) else config.floatX
+        else:
+            dtype = x.dtype
+    out = Reduce(kind, axes, dtype)(x) if axes else x
+    if not axes and out.dtype != dtype:
+        from ..tensor.basic import cast
+        out = cast(out, dtype)
+    return expand_reduced(out, axes, x.ndim) if keepdims else out
+
+
+def reduce_sum(x: Variable, axes) -> Variable:
+    return reduce("sum", x, axes)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArgReduce(Op):
+    kind: str  # "argmax" | "argmin"
+    axis: int  # the axis; callers flatten first for axis=None
+    family = "reduce"
+
+    def make_type(self, x: Variable) -> TensorType:
+        if not 0 <= self.axis < x.ndim:
+            raise ShapeError(f"{self.kind} over axis {self.axis} of {describe(x)}")
+        return TensorType("int64", tuple(d for a, d in enumerate(x.type.shape) if a != self.axis))
+
+    def perform(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[self.axis] == 0:
+            raise ShapeError(f"{self.kind} of an empty axis (shape {x.shape})")
+        return np.asarray((np.argmax if self.kind == "argmax" else np.argmin)(x, axis=self.axis), dtype="int64")
+
+    def grad(self, inputs, output, gout):
+        return [None]
+
+    def __str__(self) -> str:
+        return f"{self.kind.capitalize()}{{{self.axis}}}"
+
+
+def argreduce(kind: str, x: Variable, axis=None, keepdims: bool = False) -> Variable:
+    from ..tensor.basic import as_tensor_variable, flatten
+    x = as_tensor_variable(x)
+    if axis is None:
+        out = ArgReduce(kind, 0)(flatten(x, 1))
+        return expand_reduced(out, tuple(range(x.ndim)), x.ndim) if keepdims else out
+    (a,) = normalize_axes(axis, x.ndim)
+    out = ArgReduce(kind, a)(x)
+    return expand_reduced(out, (a,), x.ndim) if keepdims else out

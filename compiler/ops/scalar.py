@@ -1,0 +1,228 @@
+"""Scalar functions that elementwise expressions are built from.
+
+Elementwise algebra is sympy: sympy supplies +, *, pow, exp, log, tanh, sqrt, sin, cos, erf,
+log1p/expm1 (sympy.codegen.cfunctions) and their derivatives. The functions below are the ones
+sympy lacks or gets wrong for our purposes (stable sigmoid/softplus, comparisons that behave
+as 0/1 numbers, switch, casts, rounding); each defines its derivative (``fdiff``), so
+``sympy.diff`` differentiates any expression built from them. ``NUMPY`` maps every custom
+function to its NumPy implementation, used by the reference runtime through ``lambdify``.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p  # noqa: F401  (re-exported)
+
+
+def symbols(n: int) -> tuple:
+    """The canonical input symbols x0..x{n-1} of an n-ary elementwise expression."""
+    return tuple(_symbol(i) for i in range(n))
+
+
+@functools.lru_cache(maxsize=None)
+def _symbol(i: int) -> sp.Symbol:
+    return sp.Symbol(f"x{i}", real=True)
+
+
+class _Zero(sp.Function):
+    """Base for functions whose derivative is zero everywhere (comparisons, rounding...)."""
+
+    def fdiff(self, argindex=1):
+        return sp.Integer(0)
+
+
+class sigmoid(sp.Function):
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+
+class softplus(sp.Function):
+    """log(1 + exp(x)), computed without overflow."""
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+
+class relu(sp.Function):
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return gt(self.args[0], 0)
+
+
+class abs_(sp.Function):
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sgn(self.args[0])
+
+
+class sgn(_Zero):
+    nargs = 1
+
+
+class round_half_even(_Zero):
+    nargs = 1
+
+
+class floor_(_Zero):
+    nargs = 1
+
+
+class ceil_(_Zero):
+    nargs = 1
+
+
+class lt(_Zero):
+    nargs = 2
+
+
+class gt(_Zero):
+    nargs = 2
+
+
+class le(_Zero):
+    nargs = 2
+
+
+class ge(_Zero):
+    nargs = 2
+
+
+class eq(_Zero):
+    nargs = 2
+
+
+class neq(_Zero):
+    nargs = 2
+
+
+class and_(_Zero):
+    nargs = 2
+
+
+class or_(_Zero):
+    nargs = 2
+
+
+class xor(_Zero):
+    nargs = 2
+
+
+class invert(_Zero):
+    nargs = 1
+
+
+class intdiv(_Zero):
+    nargs = 2
+
+
+class mod(sp.Function):
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return sp.Integer(1) if argindex == 1 else -floor_(a / b)
+
+
+class switch(sp.Function):
+    """switch(cond, a, b): a where cond is nonzero, else b."""
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        c = self.args[0]
+        if argindex == 1:
+            return sp.Integer(0)
+        return switch(c, 1, 0) if argindex == 2 else switch(c, 0, 1)
+
+
+class maximum(sp.Function):
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        # At a tie the gradient goes to the first argument (so clip passes it at its bounds,
+        # as Theano's clip does).
+        return ge(a, b) if argindex == 1 else lt(a, b)
+
+
+class minimum(sp.Function):
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return le(a, b) if argindex == 1 else gt(a, b)
+
+
+@functools.lru_cache(maxsize=None)
+def cast(dtype: str) -> type:
+    """The sympy function converting to ``dtype`` (one class per dtype, so it prints and hashes)."""
+    is_float = dtype.startswith("float")
+
+    def fdiff(self, argindex=1):
+        return sp.Integer(1) if is_float else sp.Integer(0)
+
+    cls = type(f"cast_{dtype}", (sp.Function,), {"nargs": 1, "fdiff": fdiff, "dtype": dtype, "__module__": __name__})
+    globals()[cls.__name__] = cls  # so expressions that use it pickle by reference
+    return cls
+
+
+def __getattr__(name: str):
+    # unpickling an expression in a fresh process looks the cast classes up by name
+    if name.startswith("cast_"):
+        return cast(name[len("cast_"):])
+    raise AttributeError(name)
+
+
+# --- NumPy implementations (the reference semantics) ------------------------------------------
+
+def _np_sigmoid(x):
+    x = np.asarray(x)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _np_softplus(x):
+    x = np.asarray(x)
+    return (np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)).astype(x.dtype, copy=False)
+
+
+def _np_switch(c, a, b):
+    return np.where(np.asarray(c) != 0, a, b)
+
+
+def _np_bool(fn):
+    return lambda *args: fn(*args)
+
+
+NUMPY = {
+    "sigmoid": _np_sigmoid,
+    "softplus": _np_softplus,
+    "relu": lambda x: np.maximum(x, np.zeros((), dtype=np.asarray(x).dtype)),
+    "abs_": np.abs,
+    "sgn": np.sign,
+    "round_half_even": np.round,
+    "floor_": np.floor,
+    "ceil_": np.ceil,
+    "lt": np.less, "gt": np.greater, "le": np.less_equal, "ge": np.greater_equal,
+    "eq": np.equal, "neq": np.not_equal,
+    "and_": lambda a, b: np.logical_and(a, b), "or_": lambda a, b: np.logical_or(a, b),
+    "xor": lambda a, b: np.logical_xor(a, b), "invert": lambda a: np.logical_not(a),
+    "intdiv": np.floor_divide,
+    "mod": np.mod,
+    "switch": _np_switch,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+}
+
+
+def numpy_cast(dtype: str):
+    return lambda x: np.asarray(x).astype(dtype)

@@ -1,0 +1,64 @@
+"""Configuration and compile options.
+
+``config`` holds the user-visible defaults (``theta.config.floatX``, ``theta.config.backend``)
+and is the only place environment flags are read (THETA_FLAGS="floatX=float64,backend=emu").
+Compilation itself never reads it: ``function`` snapshots it into a frozen ``CompileOptions``
+that is passed down the pipeline and whose hash is part of every cache key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from .errors import ThetaError
+
+FLOAT_DTYPES = ("float32", "float64")
+BACKENDS = ("reference", "emu", "cuda", "auto")
+
+
+class Config:
+    """Process-wide defaults, settable like ``theta.config.floatX = 'float64'``."""
+
+    _fields = {"floatX": FLOAT_DTYPES, "backend": BACKENDS}
+
+    def __init__(self) -> None:
+        self.floatX = "float32"
+        self.backend = "reference"
+        self.optimizer = "fast_run"   # "fast_run" runs every rewrite pass; "None" only the required ones
+        flags = os.environ.get("THETA_FLAGS", "")
+        for item in filter(None, (s.strip() for s in flags.split(","))):
+            key, _, value = item.partition("=")
+            setattr(self, key.strip(), value.strip())
+
+    def __setattr__(self, key: str, value) -> None:
+        allowed = self._fields.get(key)
+        if key == "optimizer":
+            allowed = ("fast_run", "None")
+        elif allowed is None:
+            raise ThetaError(f"theta.config has no option {key!r}; known options: floatX, backend, optimizer")
+        if value not in allowed:
+            raise ThetaError(f"theta.config.{key} must be one of {allowed}, got {value!r}")
+        object.__setattr__(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"Config(floatX={self.floatX!r}, backend={self.backend!r}, optimizer={self.optimizer!r})"
+
+
+config = Config()
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileOptions:
+    """Everything that changes what a compiled function computes or how; hashable (a cache key)."""
+
+    backend: str = "reference"
+    optimizer: str = "fast_run"
+    floatX: str = "float32"
+    emu_asan: bool = False
+
+    @classmethod
+    def from_config(cls, backend: str | None = None) -> "CompileOptions":
+        backend = backend or config.backend
+        if backend not in BACKENDS:
+            raise ThetaError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        return cls(backend=backend, optimizer=config.optimizer, floatX=config.floatX)

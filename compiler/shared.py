@@ -1,0 +1,76 @@
+"""Shared variables: graph leaves that own a value living across function calls (on the
+device, for device backends). ``updates`` of theta.function write them in place after each call."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DTypeError, ShapeError, describe
+from .graph import Variable
+from .types import TensorType, check_dtype
+
+
+class SharedVariable(Variable):
+    __slots__ = ("_value", "_device", "__dict__")
+
+    def __init__(self, value, name: str | None = None, broadcastable=None) -> None:
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and not isinstance(value, (np.ndarray, np.generic)):
+            from .options import config
+            arr = arr.astype(config.floatX)  # Python floats/lists become floatX, like constants
+        dtype = check_dtype(arr.dtype)
+        shape = tuple(None for _ in arr.shape)
+        if broadcastable is not None:
+            if len(broadcastable) != arr.ndim:
+                raise ShapeError(f"broadcastable {broadcastable} has the wrong rank for a value of shape {arr.shape}")
+            shape = tuple(1 if b else None for b in broadcastable)
+        super().__init__(TensorType(dtype, shape), name=name)
+        self._value = np.array(arr, copy=True)
+        self._device = {}  # backend -> device copy (kept coherent by the backends)
+
+    def get_value(self, borrow: bool = False, return_internal_type: bool = False) -> np.ndarray:
+        self._sync_from_device()
+        return self._value if borrow else self._value.copy()
+
+    def set_value(self, value, borrow: bool = False) -> None:
+        arr = np.asarray(value)
+        if arr.dtype.name != self.dtype:
+            if not np.can_cast(arr.dtype, self.dtype, "same_kind") or arr.ndim != self.ndim:
+                raise DTypeError(f"set_value of {describe(self)} with a {arr.dtype} array")
+            arr = arr.astype(self.dtype)
+        if arr.ndim != self.ndim:
+            raise ShapeError(f"set_value of {describe(self)} with an array of shape {arr.shape}")
+        for d, s in zip(self.type.shape, arr.shape):
+            if d == 1 and s != 1:
+                raise ShapeError(f"set_value of {describe(self)}: dim declared broadcastable (1) got {s}")
+        self._value = arr if borrow else np.array(arr, copy=True)
+        self._device.clear()
+
+    def _sync_from_device(self) -> None:
+        for backend_copy in self._device.values():
+            if getattr(backend_copy, "dirty", False):
+                self._value = backend_copy.download()
+                backend_copy.dirty = False
+
+    @property
+    def value_shape(self) -> tuple:
+        return self._value.shape
+
+    # Pickling: the value travels, not the graph identity (a new leaf on load).
+    def __reduce__(self):
+        return (_rebuild_shared, (self.get_value(), self.name, self.type.broadcastable))
+
+    def __repr__(self) -> str:
+        return self.name or f"<shared {self.type}>"
+
+
+def _rebuild_shared(value, name, broadcastable):
+    return SharedVariable(value, name=name, broadcastable=broadcastable)
+
+
+def shared(value, name: str | None = None, borrow: bool = False, broadcastable=None, strict: bool = False,
+           **kwargs) -> SharedVariable:
+    """theta.shared: a variable with a persistent value (borrow is accepted for Theano
+    compatibility; the value is always copied in so the user's array is never aliased)."""
+    if isinstance(value, Variable):
+        raise DTypeError(f"theta.shared needs a value, got the symbolic variable {value!r}")
+    return SharedVariable(value, name=name, broadcastable=broadcastable)

@@ -1,0 +1,7 @@
+"""``theta.tensor``: the Theano-style tensor API."""
+from .basic import *  # noqa: F401,F403
+from .basic import (as_tensor_variable, cast, elemwise, round, sum, max, min, pow, abs_)  # noqa: F401
+from . import nnet  # noqa: F401
+from ..ops.shape import arange  # noqa: F401
+from ..graph import Variable as TensorVariable  # noqa: F401
+from ..types import TensorType  # noqa: F401

@@ -1,0 +1,77 @@
+"""theta.gradient.verify_grad: Theano's check of a symbolic gradient against finite differences.
+
+The function's output is projected on a random direction (so any output shape reduces to a
+scalar cost), the symbolic gradient of that cost is compared with a central finite difference
+along each input's coordinates... in Theano's formulation, one forward difference along a
+random direction per input, which is what we do: cheap for large inputs and still sensitive.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import ThetaError
+
+
+class GradientError(ThetaError, AssertionError):
+    """verify_grad found the symbolic and numeric gradients to differ."""
+
+    def __init__(self, arg: int, abs_err: float, rel_err: float, abs_tol: float, rel_tol: float,
+                 analytic, numeric) -> None:
+        super().__init__(f"gradient of input {arg} does not match finite differences: abs error {abs_err:.3g} "
+                         f"(tol {abs_tol:.3g}), rel error {rel_err:.3g} (tol {rel_tol:.3g})\n"
+                         f"analytic: {np.asarray(analytic).ravel()[:8]}\nnumeric:  {np.asarray(numeric).ravel()[:8]}")
+        self.arg, self.abs_err, self.rel_err = arg, abs_err, rel_err
+
+
+_DEFAULTS = {"float32": (1e-2, 1e-2, 1e-2), "float64": (1e-7, 1e-4, 1e-4)}  # eps, abs_tol, rel_tol
+
+
+def verify_grad(fun: Callable, pt: Sequence, n_tests: int = 2, rng=None, eps: float | None = None,
+                out_type=None, abs_tol: float | None = None, rel_tol: float | None = None,
+                mode=None, cast_to_output_type: bool = False, no_debug_ref: bool = True,
+                backend: str | None = None) -> None:
+    """Raise GradientError unless grad(fun) matches finite differences at the point ``pt``."""
+    from . import tensor as T
+    from .function import function
+    from .grad import grad
+    if rng is None:
+        rng = np.random.default_rng(0)
+    elif isinstance(rng, np.random.RandomState):
+        rng = np.random.default_rng(rng.randint(2 ** 31))
+    pt = [np.array(p) for p in pt]
+    for i, p in enumerate(pt):
+        if p.dtype.kind != "f":
+            raise TypeError(f"verify_grad: point {i} must be a float array, got {p.dtype}")
+    dtype = "float32" if all(p.dtype == np.float32 for p in pt) else "float64"
+    d_eps, d_abs, d_rel = _DEFAULTS[dtype]
+    eps = eps or d_eps
+    abs_tol = abs_tol if abs_tol is not None else d_abs
+    rel_tol = rel_tol if rel_tol is not None else d_rel
+
+    xs = [T.tensor(p.dtype.name, shape=tuple(None for _ in p.shape), name=f"input{i}") for i, p in enumerate(pt)]
+    out = T.as_tensor_variable(fun(*xs))
+    f_out = function(xs, out, backend=backend, on_unused_input="ignore")
+    o = np.asarray(f_out(*pt))
+    for _ in range(n_tests):
+        proj = rng.random(o.shape).astype(out.dtype) + 0.5
+        t_proj = T.constant_like(proj) if hasattr(T, "constant_like") else T.as_tensor_variable(proj)
+        cost = T.sum(out * t_proj)
+        grads = grad(cost, xs, disconnected_inputs="ignore")
+        f_cost = function(xs, cost, backend=backend, on_unused_input="ignore")
+        f_grad = function(xs, grads, backend=backend, on_unused_input="ignore")
+        analytic = f_grad(*pt)
+        for i, p in enumerate(pt):
+            # numeric directional derivative along a random direction vs analytic dot direction
+            direction = rng.standard_normal(p.shape).astype(p.dtype)
+            plus = [q.copy() for q in pt]
+            minus = [q.copy() for q in pt]
+            plus[i] = (p + eps * direction).astype(p.dtype)
+            minus[i] = (p - eps * direction).astype(p.dtype)
+            numeric = (float(f_cost(*plus)) - float(f_cost(*minus))) / (2 * eps)
+            exact = float(np.sum(np.asarray(analytic[i], dtype="float64") * direction))
+            abs_err = abs(numeric - exact)
+            rel_err = abs_err / max(abs(numeric) + abs(exact), 1e-8)
+            if abs_err > abs_tol and rel_err > rel_tol:
+                raise GradientError(i, abs_err, rel_err, abs_tol, rel_tol, exact, numeric)

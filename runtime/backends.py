@@ -1,0 +1,36 @@
+"""Backend selection: which runtime executes a specialized, rewritten graph."""
+from __future__ import annotations
+
+from ..compiler.errors import BackendError
+from ..compiler.options import CompileOptions
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(usable, reason): a GPU and pycuda are both needed for the cuda backend."""
+    try:
+        import pycuda.driver as drv  # noqa: F401
+    except Exception as e:  # ImportError, or a broken CUDA install raising at import
+        return False, f"pycuda is not importable ({type(e).__name__}: {e})"
+    try:
+        drv.init()
+        if drv.Device.count() == 0:
+            return False, "no CUDA device is visible"
+    except Exception as e:
+        return False, f"the CUDA driver failed to initialize ({e})"
+    return True, "ok"
+
+
+def resolve(backend: str) -> str:
+    if backend == "auto":
+        ok, _ = cuda_available()
+        return "cuda" if ok else "reference"
+    return backend
+
+
+def build(outputs, options: CompileOptions):
+    backend = resolve(options.backend)
+    if backend == "reference":
+        from .reference import ReferenceProgram
+        return ReferenceProgram(outputs)
+    raise BackendError(f"the {backend!r} backend is not available in this build of theta yet; "
+                       "use backend='reference' (the NumPy backend)")
