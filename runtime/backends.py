@@ -27,10 +27,16 @@ def resolve(backend: str) -> str:
     return backend
 
 
-def build(outputs, options: CompileOptions):
+def build(outputs, options: CompileOptions, leaves=(), scalars=()):
+    """The program running ``outputs`` on the chosen backend. ``leaves`` are the value leaves
+    (inputs, shared variables) and ``scalars`` the runtime index scalars, in the order the
+    program's I/O signature lists them."""
     backend = resolve(options.backend)
     if backend == "reference":
         from .reference import ReferenceProgram
         return ReferenceProgram(outputs)
+    if backend == "emu":
+        from .emu import EmuProgram
+        return EmuProgram(outputs, leaves, scalars, asan=options.emu_asan)
     raise BackendError(f"the {backend!r} backend is not available in this build of theta yet; "
                        "use backend='reference' (the NumPy backend)")

@@ -1,0 +1,146 @@
+"""Codegen: lower each fused group to CUDA C kernels through the templates in kernels/.
+
+A family lowerer (compiler/lowering/) receives the group and a ``KernelBuilder`` that hands
+out kernel parameters (pointers to the values the group reads and writes, runtime scalars)
+and renders templates. Python only computes the context; every line of C comes from a
+template (elementwise expressions are printed by compiler.cprint, one statement per node).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+from typing import Sequence
+
+import jinja2
+import numpy as np
+
+from .cprint import CTYPES, print_statements
+from .graph import Variable
+from .layout import Layout
+from .ops import scalar as S
+from .ops.elemwise import Elemwise
+from .ops.shape import Arange
+from .schedule import Plan, Ref, ref_of
+
+KERNELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "kernels"
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(KERNELS_DIR)), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["ctype"] = lambda dtype: CTYPES[dtype]
+    return env
+
+
+def render(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    name: str
+    ctype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Binding:
+    """What the runtime passes for one parameter: a pointer (Ref) or a runtime scalar slot."""
+    kind: str                 # "ptr" | "scalar"
+    ref: Ref | None = None
+    slot: int = -1
+
+
+@dataclasses.dataclass
+class Kernel:
+    name: str
+    family: str
+    source: str
+    params: list[Param]
+    bindings: list[Binding]
+    grid: tuple
+    block: tuple
+    shared_bytes: int = 0
+    resources: dict | None = None   # filled by the nvcc check (registers, spills)
+
+    def __repr__(self) -> str:
+        return f"<Kernel {self.name} ({self.family}) grid={self.grid} block={self.block}>"
+
+
+class KernelBuilder:
+    """Hands out parameters for one kernel and renders it."""
+
+    def __init__(self, name: str, family: str, plan: Plan, lays: dict) -> None:
+        self.name, self.family, self.plan, self.lays = name, family, plan, lays
+        self.params: list[Param] = []
+        self.bindings: list[Binding] = []
+        self._by_key: dict = {}
+
+    def layout(self, var: Variable) -> Layout:
+        return self.lays[id(var)]
+
+    def pointer(self, var: Variable, write: bool = False, prefix: str = "p") -> str:
+        """A parameter pointing at the first element of ``var`` (read through its layout's strides)."""
+        ref = ref_of(self.lays[id(var)], self.plan)
+        key = ("ptr", ref, write, var.dtype)
+        if key not in self._by_key:
+            name = f"{prefix}{len(self.params)}"
+            ctype = f"{CTYPES[var.dtype]}*" if write else f"const {CTYPES[var.dtype]}* __restrict__"
+            self.params.append(Param(name, ctype))
+            self.bindings.append(Binding("ptr", ref))
+            self._by_key[key] = name
+        return self._by_key[key]
+
+    def scalar(self, leaf: Variable) -> str:
+        key = ("scalar", id(leaf))
+        if key not in self._by_key:
+            name = f"s{len(self.params)}"
+            self.params.append(Param(name, "long long"))
+            self.bindings.append(Binding("scalar", slot=self.plan.scalar_slot[id(leaf)]))
+            self._by_key[key] = name
+        return self._by_key[key]
+
+    def kernel(self, template: str, grid, block, shared_bytes: int = 0, **context) -> Kernel:
+        """Render ``template`` with the kernel's name, parameters, launch shape and ``context``."""
+        source = render(template, name=self.name, params=self.params, grid=_dim3(grid), block=_dim3(block),
+                        threads=_dim3(block)[0] * _dim3(block)[1] * _dim3(block)[2], **context)
+        return Kernel(self.name, self.family, source, list(self.params), list(self.bindings),
+                      _dim3(grid), _dim3(block), shared_bytes)
+
+
+def _dim3(v) -> tuple:
+    v = (v,) if isinstance(v, (int, np.integer)) else tuple(v)
+    return tuple(int(x) for x in v) + (1,) * (3 - len(v))
+
+
+def elemwise_statements(nodes: Sequence[Variable], names: dict, prefix: str) -> list[str]:
+    """C statements computing each elementwise node of ``nodes`` (in order) into a variable
+    named ``names[id(node)]`` (assigned here), reading inputs by ``names`` too. Arange nodes
+    read the index variable ``names['index']`` (their only axis)."""
+    lines: list[str] = []
+    for k, node in enumerate(nodes):
+        out = f"{prefix}{k}"
+        if isinstance(node.op, Elemwise):
+            syms = S.symbols(node.op.nin)
+            lines += print_statements(node.op.expr, {s: names[id(i)] for s, i in zip(syms, node.inputs)},
+                                      out, node.dtype, f"{out}_t", [i.dtype for i in node.inputs])
+        elif isinstance(node.op, Arange):
+            start, step = node.op.start, node.op.step
+            lines.append(f"const {CTYPES[node.dtype]} {out} = ({CTYPES[node.dtype]})"
+                         f"({start}LL + {step}LL * (long long)({names['index']}));")
+        else:
+            raise NotImplementedError(f"{node.op} is not elementwise")
+        names[id(node)] = out
+    return lines
+
+
+def offset_expr(strides: Sequence[int], index_names: Sequence[str]) -> str:
+    """C expression of a strided offset (skipping zero strides)."""
+    terms = [f"{i} * {s}" if s != 1 else i for s, i in zip(strides, index_names) if s != 0]
+    return " + ".join(terms) if terms else "0"
+
+
+def broadcast_strides(layout: Layout, shape: Sequence[int]) -> tuple:
+    """Strides to read ``layout`` at each index of the (broadcast, same-rank) ``shape``."""
+    return tuple(0 if (d == 1 and n != 1) else s for s, d, n in zip(layout.strides, layout.shape, shape))

@@ -1,0 +1,218 @@
+"""Fusion: partition a specialized, rewritten graph into kernel groups.
+
+Every compute node starts in a group of its own; view nodes (dimshuffle, basic slicing,
+broadcasting allocs, reshapes of contiguous data) get no kernel: consumers read their source
+through strides. Groups then merge along edges, as long as no cycle appears between groups:
+
+- elementwise -> elementwise of the same shape: one kernel (a producer of smaller, broadcast
+  shape used by that consumer alone is recomputed per element rather than materialized);
+- elementwise -> reduction over the producer's shape (used by nothing else): the reduction's
+  prologue, computed while reading;
+- reduction / dot / row-softmax -> elementwise over its output shape: the epilogue (bias add,
+  activation, the SGD update of a gradient), computed before writing.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .graph import Variable, clients, toposort
+from .grad import DisconnectedGrad
+from .ops.blas import BatchedDot, Dot
+from .ops.elemwise import Elemwise, SumTo
+from .ops.index import IncSubtensor, Subtensor
+from .ops.args import Adv
+from .ops.nnet import CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad, LogSoftmax, Softmax, SoftmaxGrad
+from .ops.reduce import ArgReduce, Reduce
+from .ops.shape import Alloc, Arange, Concatenate, DimShuffle, Reshape, Shape
+from .layout import is_view
+
+
+def family(node: Variable) -> str:
+    op = node.op
+    if isinstance(op, (Elemwise, Arange)):
+        return "elemwise"
+    if isinstance(op, (DimShuffle, Alloc, DisconnectedGrad, Reshape)):
+        return "view"
+    if isinstance(op, Subtensor):
+        return "gather" if any(isinstance(e, Adv) for e in op.entries) else "view"
+    if isinstance(op, IncSubtensor):
+        return "scatter"
+    if isinstance(op, (Reduce, ArgReduce, SumTo)):
+        return "reduce"
+    if isinstance(op, (Dot, BatchedDot)):
+        return "gemm"
+    if isinstance(op, (Softmax, LogSoftmax, SoftmaxGrad, CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad)):
+        return "softmax"
+    if isinstance(op, Concatenate):
+        return "concat"
+    if isinstance(op, Shape):
+        return "host"
+    raise NotImplementedError(f"no kernel family lowers {op}")
+
+
+@dataclasses.dataclass(eq=False)
+class Group:
+    family: str
+    main: Variable | None = None                  # the reduce/gemm/softmax/... node (None: elementwise)
+    prologue: list = dataclasses.field(default_factory=list)   # elementwise nodes feeding main
+    body: list = dataclasses.field(default_factory=list)       # elementwise nodes (elemwise groups)
+    epilogue: list = dataclasses.field(default_factory=list)   # elementwise nodes after main
+    outputs: list = dataclasses.field(default_factory=list)    # nodes written to memory
+    inputs: list = dataclasses.field(default_factory=list)     # values read from memory
+
+    @property
+    def nodes(self) -> list:
+        return self.prologue + ([self.main] if self.main is not None else []) + self.body + self.epilogue
+
+    @property
+    def shape(self) -> tuple:
+        """The iteration shape of an elementwise group / epilogue."""
+        if self.body:
+            return self.body[-1].type.shape
+        return self.main.type.shape
+
+    def __repr__(self) -> str:
+        return f"Group({self.family}, {[str(n.op) for n in self.nodes]})"
+
+
+def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
+    """Kernel groups of the graph of ``outputs`` in a valid execution order (``lays`` from
+    compiler.layout.layouts: which values are views)."""
+    order = toposort(outputs)
+    group_of: dict[int, Group] = {}
+    groups: list[Group] = []
+    for v in order:
+        if v.is_leaf or is_view(v, lays):
+            continue
+        fam = family(v)
+        if fam in ("view", "elemwise"):   # a view that needs a copy (strided reshape) is elementwise
+            g = Group("elemwise", body=[v])
+        else:
+            g = Group(fam, main=v)
+        groups.append(g)
+        group_of[id(v)] = g
+
+    users = clients(order)
+    out_ids = {id(o) for o in outputs}
+
+    def source_groups(v: Variable) -> set:
+        """The groups whose results ``v`` reads (directly or through views)."""
+        found, stack = set(), [v]
+        while stack:
+            x = stack.pop()
+            g = group_of.get(id(x))
+            if g is not None:
+                found.add(id(g))
+            elif not x.is_leaf:
+                stack.extend(x.inputs)
+        return found
+
+    def deps() -> dict:
+        return {id(g): set().union(*(source_groups(i) for n in g.nodes for i in n.inputs)) - {id(g)}
+                for g in groups}
+
+    def reader_groups(n: Variable) -> set:
+        """Groups reading ``n`` (directly or through views)."""
+        found, stack = set(), list(users.get(id(n), []))
+        while stack:
+            u = stack.pop()
+            g = group_of.get(id(u))
+            if g is not None:
+                found.add(id(g))
+            else:
+                stack.extend(users.get(id(u), []))
+        return found
+
+    def only_read_by(p: Group, c: Group) -> bool:
+        """Nothing but ``c`` (and ``p`` itself) needs ``p``'s results."""
+        return all(id(n) not in out_ids and reader_groups(n) <= {id(p), id(c)} for n in p.nodes)
+
+    def indirect_path(dep: dict, p: Group, c: Group) -> bool:
+        """Is there a path p -> X -> ... -> c through some other group X (merging would cycle)?"""
+        stack = [gid for gid, ds in dep.items() if id(p) in ds and gid != id(c)]
+        seen = set()
+        while stack:
+            gid = stack.pop()
+            if gid == id(c):
+                return True
+            if gid in seen:
+                continue
+            seen.add(gid)
+            stack.extend(g2 for g2, ds in dep.items() if gid in ds)
+        return False
+
+    def merge_kind(p: Group, c: Group, via: Variable) -> str | None:
+        if p.family == "elemwise" and c.family == "elemwise":
+            if p.shape == c.shape and via.type.shape == c.shape:
+                return "body"
+            # a smaller producer (it broadcasts into c) is recomputed per element, if c alone reads it
+            return "body" if only_read_by(p, c) else None
+        if p.family == "elemwise" and c.family == "reduce" and isinstance(c.main.op, (Reduce, ArgReduce)) \
+                and not c.prologue and via is c.main.inputs[0] and p.shape == via.type.shape and only_read_by(p, c):
+            return "prologue"
+        if c.family == "elemwise" and p.family in ("reduce", "gemm", "softmax") \
+                and isinstance(p.main.op, EPILOGUE_HOSTS) and c.shape == p.main.type.shape \
+                and via.type.shape == c.shape:
+            return "epilogue"
+        return None
+
+    changed = True
+    while changed:
+        changed = False
+        dep = deps()
+        for c in groups:
+            for n in c.nodes:
+                for via in n.inputs:
+                    p = group_of.get(id(via))
+                    if p is None or p is c:
+                        continue
+                    kind = merge_kind(p, c, via)
+                    if kind is None or indirect_path(dep, p, c):
+                        continue
+                    if kind == "body":
+                        c.body = _in_order(order, p.body + c.body)
+                        keep, gone = c, p
+                    elif kind == "prologue":
+                        c.prologue = _in_order(order, p.body)
+                        keep, gone = c, p
+                    else:
+                        p.epilogue = _in_order(order, p.epilogue + c.body)
+                        keep, gone = p, c
+                    for m in gone.nodes:
+                        group_of[id(m)] = keep
+                    groups.remove(gone)
+                    changed = True
+                    break
+                if changed:
+                    break
+            if changed:
+                break
+
+    for g in groups:
+        members = {id(n) for n in g.nodes}
+        g.outputs = [n for n in g.nodes if id(n) in out_ids or reader_groups(n) - {id(g)}]
+        g.inputs = list({id(i): i for n in g.nodes for i in n.inputs if id(i) not in members}.values())
+    return _order_groups(groups, deps())
+
+
+# Ops whose kernels can apply elementwise code to their results before writing them.
+EPILOGUE_HOSTS = (Reduce, Dot, BatchedDot, Softmax, LogSoftmax, SoftmaxGrad, CrossentropySoftmaxInt,
+                  CrossentropySoftmaxIntGrad)
+
+
+def _in_order(order: list, nodes: list) -> list:
+    ids = {id(n) for n in nodes}
+    return [n for n in order if id(n) in ids]
+
+
+def _order_groups(groups: list[Group], dep: dict) -> list[Group]:
+    ordered, done = [], set()
+    while len(ordered) < len(groups):
+        ready = [g for g in groups if id(g) not in done and dep[id(g)] <= done]
+        if not ready:
+            raise AssertionError("fusion made a cycle between kernel groups: "
+                                 + ", ".join(repr(g) for g in groups if id(g) not in done))
+        for g in ready:
+            ordered.append(g)
+            done.add(id(g))
+    return ordered

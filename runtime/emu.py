@@ -1,0 +1,100 @@
+"""The emu backend: runs a Program's CUDA C on the CPU.
+
+All kernels of a Program are compiled into one shared library by g++ against kernels/emu.h
+(cached on disk by source hash, see runtime.cache) and launched with the Program's grid and
+block shapes; a CUDA block's threads really run concurrently up to each barrier. Buffers are
+numpy arrays: leaves are passed in, results get fresh arrays, and temporaries live in one
+arena sized by the Program's buffer plan.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..compiler.errors import BackendError, ShapeError
+from ..compiler.program import Program
+from .emu_build import EmuModule, KernelSig, Param
+
+
+class EmuExecutor:
+    backend = "emu"
+
+    def __init__(self, program: Program, asan: bool = False) -> None:
+        self.program = program
+        self.asan = asan
+        source = "\n".join(k.source for k in program.kernels)
+        sigs = [KernelSig(k.name, tuple(Param(p.name, p.ctype) for p in k.params)) for k in program.kernels]
+        self.module = EmuModule(source, sigs, asan=asan) if program.kernels else None
+        self._arena = np.zeros(max(program.arena_bytes, 1), dtype=np.uint8)
+        self._consts = [np.ascontiguousarray(c) for c in program.constants]
+
+    def run_values(self, leaf_values: Sequence[np.ndarray], scalar_values: Sequence[int]) -> list[np.ndarray]:
+        prog = self.program
+        if len(leaf_values) != len(prog.leaves):
+            raise BackendError(f"program takes {len(prog.leaves)} leaf values, got {len(leaf_values)}")
+        arrays: list[np.ndarray | None] = []
+        for buf in prog.buffers:
+            if buf.kind in ("input", "shared"):
+                spec = prog.leaves[buf.slot]
+                a = np.ascontiguousarray(leaf_values[buf.slot], dtype=buf.dtype)
+                if a.shape != tuple(spec.shape):
+                    raise ShapeError(f"program input {spec.name} needs shape {spec.shape}, got {a.shape}")
+                arrays.append(a)
+            elif buf.kind == "const":
+                arrays.append(self._consts[buf.slot])
+            elif buf.kind == "output":
+                arrays.append(np.empty(buf.size, dtype=buf.dtype))
+            else:
+                arrays.append(self._arena[buf.arena_offset:buf.arena_offset + buf.nbytes].view(buf.dtype))
+        scalars = [int(s) for s in scalar_values]
+
+        def address(ref) -> int:
+            a = arrays[ref.buffer]
+            offset = ref.offset + sum(scalars[slot] * coef for slot, coef in ref.dyn)
+            return a.ctypes.data + offset * a.itemsize
+
+        for k in prog.kernels:
+            args = [address(b.ref) if b.kind == "ptr" else scalars[b.slot] for b in k.bindings]
+            self.module.launch(k.name, k.grid, k.block, args, k.shared_bytes)
+
+        outs = []
+        for o in prog.outputs:
+            a = arrays[o.ref.buffer]
+            offset = o.ref.offset + sum(scalars[slot] * coef for slot, coef in o.ref.dyn)
+            buf = prog.buffers[o.ref.buffer]
+            if buf.kind == "output" and offset == 0 and _c_strides(o.shape) == tuple(o.strides):
+                outs.append(a.reshape(o.shape))
+                continue
+            view = np.lib.stride_tricks.as_strided(a[offset:] if a.size else a, shape=o.shape,
+                                                   strides=tuple(s * a.itemsize for s in o.strides), writeable=False)
+            outs.append(np.array(view, copy=True))
+        return outs
+
+
+def _c_strides(shape) -> tuple:
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(strides))
+
+
+class EmuProgram:
+    """Adapter with the reference backend's interface: ``run(env)`` with env id(leaf) -> value."""
+
+    backend = "emu"
+
+    def __init__(self, outputs, leaves: Sequence, scalars: Sequence, asan: bool = False) -> None:
+        from ..compiler.program import build_program
+        self.leaves, self.scalars = list(leaves), list(scalars)
+        self.program = build_program(outputs, self.leaves, self.scalars)
+        self.executor = EmuExecutor(self.program, asan=asan)
+
+    @property
+    def kernels(self):
+        return self.program.kernels
+
+    def run(self, env: dict) -> list[np.ndarray]:
+        return self.executor.run_values([env[id(v)] for v in self.leaves],
+                                        [int(np.asarray(env[id(s)])) for s in self.scalars])
