@@ -48,7 +48,7 @@ class BackendError(ThetaError, RuntimeError):
 def describe(var) -> str:
     """One-line description of a variable for error messages: name, type and where it was made."""
     name = getattr(var, "name", None) or var.__class__.__name__
-    shape = tuple("?" if d is None else d for d in var.type.shape)
+    shape = ", ".join("?" if d is None else str(d) for d in var.type.shape)
     where = getattr(var, "trace", None)
     at = f" (created at {where})" if where else ""
-    return f"'{name}' {var.type.dtype}{list(shape)}{at}"
+    return f"'{name}' {var.type.dtype}[{shape}]{at}"

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import specialize as spz
 from .errors import DTypeError, GraphError, InputError, ShapeError, describe
-from .graph import Variable, rebuild, toposort
+from .graph import Variable, rebuild, toposort, user_stacklevel
 from .options import CompileOptions
 from .shared import SharedVariable
 from .types import check_dtype
@@ -42,6 +42,8 @@ class Function:
         self.name = name
         self.options = CompileOptions.from_config(backend)
         self.allow_input_downcast = bool(allow_input_downcast)
+        if on_unused_input not in ("raise", "warn", "ignore"):  # a typo must not mean "ignore"
+            raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
         if isinstance(inputs, (Variable, In)):
             raise InputError("theta.function: inputs must be a list of variables")
         self.inputs = [i if isinstance(i, In) else In(i) for i in inputs]
@@ -106,7 +108,7 @@ class Function:
             if on_unused_input == "raise":
                 raise GraphError(msg + " (pass on_unused_input='ignore' or 'warn' to allow)")
             import warnings
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(msg, stacklevel=user_stacklevel())
         self._names = {}
         for pos, i in enumerate(self.inputs):
             if i.name:
@@ -123,9 +125,16 @@ class Function:
             spec = self._specs[key] = _Specialization(self, key)
         results = spec.run(values + shared_values)
         n_out = len(self._outputs)
-        for (var, _), value in zip(self._updates, results[n_out:]):
+        # Every returned output and every new shared value gets its own memory: equal outputs
+        # are one hash-consed node (one array), an update may be an input or another shared
+        # variable, and an output may be a view of an input.
+        taken = {id(v): v for v in values + shared_values}
+        results = [_owned(r, taken) for r in results]
+        # Check every new value before storing any, so a bad one leaves all of them unchanged.
+        new_values = [var.filter_value(value) for (var, _), value in zip(self._updates, results[n_out:])]
+        for (var, _), value in zip(self._updates, new_values):
             var.set_value(value, borrow=True)
-        outs = [_owned(r, values + shared_values) for r in results[:n_out]]
+        outs = results[:n_out]
         if self._single:
             return outs[0]
         return outs
@@ -171,9 +180,13 @@ class Function:
                 raise DTypeError(f"{where} got {type(value).__name__} that is not an array: {e}") from e
             if raw.dtype.kind not in "biuf":
                 raise DTypeError(f"{where} got {raw.dtype} data")
-            arr = raw.astype(var.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):
+                arr = raw.astype(var.dtype)
             if raw.dtype.kind == "f" and arr.dtype.kind in "iub" and not np.array_equal(arr, raw):
                 raise DTypeError(f"{where} got non-integer values for an integer input")
+            if raw.dtype.kind in "iub" and arr.dtype.kind in "iub" and not np.array_equal(arr, raw):
+                # a Python int that does not fit (2**40 into int32) must not silently wrap around
+                raise DTypeError(f"{where} got a value out of the range of {var.dtype}")
         if arr.ndim != var.ndim:
             raise ShapeError(f"{where} got an array of rank {arr.ndim} (shape {arr.shape})")
         for axis, (d, s) in enumerate(zip(var.type.shape, arr.shape)):
@@ -212,10 +225,16 @@ def _load_function(state):
 _MISSING = object()
 
 
-def _owned(result: np.ndarray, leaf_values) -> np.ndarray:
-    """Outputs never alias an input or shared value (a later update or user write would show)."""
-    if not result.flags.owndata or not result.flags.writeable or any(result is v for v in leaf_values):
-        return np.array(result, copy=True)
+def _owned(result: np.ndarray, taken: dict) -> np.ndarray:
+    """``result``, copied unless it is a fresh buffer: outputs never alias an input, a shared
+    value or each other (a later update or user write would show). ``taken`` (id -> array) holds
+    the input and shared values and the results already handed out; ``result`` is added to it.
+    An array that owns its memory can only alias one of those by being it, and a view is
+    always copied, so identity is enough (and cheap with many parameters)."""
+    result = np.asarray(result)
+    if not result.flags.owndata or not result.flags.writeable or id(result) in taken:
+        result = np.array(result, copy=True)
+    taken[id(result)] = result
     return result
 
 
@@ -233,7 +252,7 @@ class _Specialization:
         self._variants: dict[tuple, tuple] = {}
         if self.plan.empty:
             self.outputs = optimize(self.level1, fn.options.optimizer)
-            self.program = _build(self.outputs, fn.options)
+            self.program = _build(self.outputs, fn.options, self.concrete, [])
         else:
             from ..runtime.reference import ReferenceProgram
             self._prep = ReferenceProgram(self.plan.scalars)
@@ -250,7 +269,8 @@ class _Specialization:
             from .rewrite import optimize
             outs, implicit = spz.level2(self.level1, self.plan, values)
             outs = optimize(outs, self.fn.options.optimizer)
-            variant = self._variants[key] = (_build(outs, self.fn.options), implicit, outs)
+            program = _build(outs, self.fn.options, self.concrete, [leaf for leaf, _ in implicit])
+            variant = self._variants[key] = (program, implicit, outs)
         program, implicit, _ = variant
         for leaf, value_fn in implicit:
             env[id(leaf)] = np.asarray(value_fn(values), dtype="int64")
@@ -263,10 +283,10 @@ class _Specialization:
         return [v[0] for v in self._variants.values()]
 
 
-def _build(outputs: list[Variable], options: CompileOptions):
+def _build(outputs: list[Variable], options: CompileOptions, leaves: list, scalars: list):
     """The backend program for a specialized, rewritten graph."""
     from ..runtime import backends
-    return backends.build(outputs, options)
+    return backends.build(outputs, options, leaves, scalars)
 
 
 def function(inputs, outputs=None, updates=None, givens=None, name: str | None = None,

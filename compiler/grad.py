@@ -13,14 +13,16 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DisconnectedInputError, GraphError, describe
-from .graph import Op, Variable, constant, toposort
+from .graph import Op, Variable, constant, rebuild, toposort, user_stacklevel
 from .types import TensorType, is_float
 
 
 @dataclasses.dataclass(frozen=True)
 class DisconnectedGrad(Op):
-    """Identity in the forward pass; no gradient flows through it (theta.gradient.disconnected_grad)."""
+    """Identity in the forward pass; no gradient flows through it (theta.gradient.disconnected_grad).
+    An input reached only through one is *disconnected* (DisconnectedInputError, as in Theano)."""
     family = "view"
+    connected = False  # does the gradient machinery see a path through this node?
 
     def make_type(self, x: Variable) -> TensorType:
         return x.type
@@ -32,15 +34,33 @@ class DisconnectedGrad(Op):
         return [None]
 
 
+@dataclasses.dataclass(frozen=True)
+class ZeroGrad(DisconnectedGrad):
+    """Theano's zero_grad: identity forward, a gradient of exactly zero backward; unlike
+    DisconnectedGrad the input stays connected (zeros, no DisconnectedInputError). A subclass so
+    that every lowering treating DisconnectedGrad as a view handles it too."""
+    connected = True
+
+    def grad(self, inputs, output, gout):
+        from .tensor.basic import zeros_like
+        return [zeros_like(inputs[0]) if is_float(inputs[0].dtype) else None]
+
+
 def disconnected_grad(x) -> Variable:
     from .tensor.basic import as_tensor_variable
     return DisconnectedGrad()(as_tensor_variable(x))
+
+
+def zero_grad(x) -> Variable:
+    from .tensor.basic import as_tensor_variable
+    return ZeroGrad()(as_tensor_variable(x))
 
 
 def grad(cost: Variable | None, wrt, consider_constant: Sequence[Variable] | None = None,
          known_grads: dict | None = None, disconnected_inputs: str = "raise",
          return_disconnected: str = "zero"):
     """d(cost)/d(wrt) as symbolic variables (Theano's theta.grad)."""
+    from .options import config
     from .rewrite import stabilize_graph
     from .tensor.basic import as_tensor_variable, cast, ones_like, zeros_like
     single = isinstance(wrt, Variable)
@@ -59,6 +79,12 @@ def grad(cost: Variable | None, wrt, consider_constant: Sequence[Variable] | Non
         if not is_float(cost.dtype):
             raise GraphError(f"theta.grad: the cost must be a float, got {describe(cost)}")
         if all(w.is_leaf for w in wrt_list) and not known_grads:
+            # Stabilizing rebuilds the graph (and may inline the listed nodes away), so stopping
+            # at them by identity would miss them: mark them with DisconnectedGrad. (A leaf has
+            # nothing above it to stop, and keeps its own gradient, as in Theano.)
+            blocked = {v: disconnected_grad(v) for v in consider_constant or () if not v.is_leaf}
+            if blocked:
+                (cost,) = rebuild([cost], blocked)
             (cost,) = stabilize_graph([cost])
         seeds.setdefault(id(cost), []).append(ones_like(cost))
         roots.append(cost)
@@ -74,8 +100,11 @@ def grad(cost: Variable | None, wrt, consider_constant: Sequence[Variable] | Non
     wrt_ids = {id(w) for w in wrt_list}
     # Only nodes on a path to some wrt need gradients.
     reaches: set[int] = set()
+    # A DisconnectedGrad node connects nothing (as in Theano, where its connection pattern is
+    # False): an input reached only through one is disconnected, not given a zero gradient.
     for node in order:
-        if id(node) in wrt_ids or (id(node) not in stop and any(id(i) in reaches for i in node.inputs)):
+        if id(node) in wrt_ids or (id(node) not in stop and getattr(node.op, "connected", True)
+                                   and any(id(i) in reaches for i in node.inputs)):
             reaches.add(id(node))
 
     grads = dict(seeds)
@@ -106,8 +135,6 @@ def grad(cost: Variable | None, wrt, consider_constant: Sequence[Variable] | Non
     for w in wrt_list:
         g = totals.get(id(w))
         if g is None:
-            if id(w) not in reaches or not any(id(w) == id(v) or id(v) in reaches for v in roots):
-                pass
             connected = id(w) in reaches and any(id(r) in reaches for r in roots)
             if not connected:
                 msg = (f"theta.grad: the cost does not depend on {describe(w)} "
@@ -116,11 +143,12 @@ def grad(cost: Variable | None, wrt, consider_constant: Sequence[Variable] | Non
                     raise DisconnectedInputError(msg)
                 if disconnected_inputs == "warn":
                     import warnings
-                    warnings.warn(msg, stacklevel=2)
+                    warnings.warn(msg, stacklevel=user_stacklevel())
                 if return_disconnected == "None":
                     out.append(None)
                     continue
-            g = zeros_like(w, dtype=w.dtype if is_float(w.dtype) else "float64")
+            # Theano: an integer input's gradient is zeros of floatX (never a silent float64)
+            g = zeros_like(w, dtype=w.dtype if is_float(w.dtype) else config.floatX)
         out.append(g)
     return out[0] if single else out
 

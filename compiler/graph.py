@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DTypeError, GraphError
+from .errors import DTypeError, GraphError, ThetaError
 from .types import TensorType, check_dtype
 
 _PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,6 +36,16 @@ def user_line() -> str | None:
             return f"{os.path.relpath(fname) if not fname.startswith('<') else fname}:{frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a ``warnings.warn`` issued by the calling theta function
+    point at the user's line (however deep inside theta the warning is raised)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(_INTERNAL_DIRS)
+                                 or "importlib" in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class Variable:
@@ -243,6 +253,27 @@ def rebuild(outputs: Sequence[Variable], replace: dict, ctx=None) -> list[Variab
         new_inputs = [memo[id(i)] for i in node.inputs]
         if all(a is b for a, b in zip(new_inputs, node.inputs)) and ctx is None:
             memo[id(node)] = node
-        else:
-            memo[id(node)] = node.op.rebuild(new_inputs, ctx)
+            continue
+        first_new = next(_counter)
+        try:
+            new = node.op.rebuild(new_inputs, ctx)
+        except ThetaError as e:
+            # A shape rule failing on the concrete shapes: say which expression of the user's it was.
+            where = f" (created at {node.trace})" if node.trace else ""
+            noted = _with_note(e, f"in {node.op}{where}")
+            if noted is e:
+                raise
+            raise noted from e
+        if new.uid > first_new and new.op is not None:
+            # made by this rebuild: it stands for ``node``, so it keeps the user's line
+            new.trace = node.trace
+        memo[id(node)] = new
     return [memo[id(o)] for o in outputs]
+
+
+def _with_note(e: Exception, note: str) -> Exception:
+    """The same kind of error with a line of context appended (our errors take one message)."""
+    try:
+        return type(e)(f"{e}\n  {note}")
+    except TypeError:
+        return e

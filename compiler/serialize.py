@@ -19,7 +19,7 @@ def dump_graph(outputs: Sequence[Variable], leaves: Sequence[Variable] = ()) -> 
         elif v.is_constant:
             nodes.append(("const", v.data, v.dtype))
         elif v.is_leaf:
-            nodes.append(("leaf", v.type, v.name))
+            nodes.append(("leaf", v.type, v.name, v.trace))
         else:
             nodes.append(("apply", v.op, [index[id(i)] for i in v.inputs]))
     return {"nodes": nodes, "outputs": [index[id(o)] for o in outputs],
@@ -35,7 +35,10 @@ def load_graph(state: dict) -> tuple[list[Variable], list[Variable]]:
         elif kind == "const":
             built.append(constant(node[1], node[2]))
         elif kind == "leaf":
-            built.append(Variable(node[1], name=node[2]))
+            leaf = Variable(node[1], name=node[2])
+            if len(node) > 3:
+                leaf.trace = node[3]  # errors keep pointing at the line that declared the input
+            built.append(leaf)
         else:
             built.append(apply(node[1], [built[i] for i in node[2]]))
     return [built[i] for i in state["outputs"]], [built[i] for i in state["leaves"]]

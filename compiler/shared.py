@@ -32,6 +32,13 @@ class SharedVariable(Variable):
         return self._value if borrow else self._value.copy()
 
     def set_value(self, value, borrow: bool = False) -> None:
+        arr = self.filter_value(value)
+        self._value = arr if borrow else np.array(arr, copy=True)
+        self._device.clear()
+
+    def filter_value(self, value) -> np.ndarray:
+        """``value`` as an array this variable can hold (its dtype, rank and broadcastable
+        dims), or a DTypeError/ShapeError; nothing is stored."""
         arr = np.asarray(value)
         if arr.dtype.name != self.dtype:
             if not np.can_cast(arr.dtype, self.dtype, "same_kind") or arr.ndim != self.ndim:
@@ -42,8 +49,7 @@ class SharedVariable(Variable):
         for d, s in zip(self.type.shape, arr.shape):
             if d == 1 and s != 1:
                 raise ShapeError(f"set_value of {describe(self)}: dim declared broadcastable (1) got {s}")
-        self._value = arr if borrow else np.array(arr, copy=True)
-        self._device.clear()
+        return arr
 
     def _sync_from_device(self) -> None:
         for backend_copy in self._device.values():

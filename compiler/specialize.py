@@ -26,8 +26,12 @@ from .types import TensorType
 
 
 def concrete_leaves(leaves: Sequence[Variable], shapes: Sequence[tuple]) -> dict:
-    return {leaf: Variable(TensorType(leaf.dtype, tuple(shape)), name=leaf.name)
-            for leaf, shape in zip(leaves, shapes)}
+    out = {}
+    for leaf, shape in zip(leaves, shapes):
+        new = Variable(TensorType(leaf.dtype, tuple(shape)), name=leaf.name)
+        new.trace = leaf.trace  # errors must point at the user's declaration, not at the call
+        out[leaf] = new
+    return out
 
 
 def level1(outputs: Sequence[Variable], leaf_map: dict) -> list[Variable]:

@@ -48,8 +48,8 @@ class Elemwise(Op):
         return out.astype(self.dtype, copy=False)
 
     def grad(self, inputs, output, gout):
-        xs = scalar.symbols(self.nin + 1)
-        gz = xs[self.nin]
+        xs = scalar.symbols(self.nin + 2)
+        gz, y = xs[self.nin], xs[self.nin + 1]
         grads = []
         for i, x in enumerate(inputs):
             if not is_float(x.dtype):
@@ -59,7 +59,12 @@ class Elemwise(Op):
             if d == 0:
                 grads.append(None)
                 continue
-            g = make(d * gz, list(inputs) + [gout], x.dtype, name=f"d{self}/dx{i}")
+            if is_float(self.dtype) and not self.expr.is_Symbol:
+                # Write the derivative in terms of the output where it appears (tanh' = 1 - y**2,
+                # sigmoid' = y*(1 - y), exp' = y): the backward pass then reads the activation
+                # that is stored anyway, and the pre-activation need not be kept.
+                d = d.xreplace({self.expr: y})
+            g = make(d * gz, list(inputs) + [gout, output], x.dtype, name=f"d{self}/dx{i}")
             grads.append(sum_to(g, x))
         return grads
 
@@ -85,8 +90,13 @@ def make(expr: sp.Expr, inputs: list, dtype: str, name: str | None = None) -> Va
     """
     xs = scalar.symbols(len(inputs))
     used = [i for i, s in enumerate(xs) if expr.has(s)]
+    if not inputs:
+        raise ShapeError(f"elementwise expression {expr} has no inputs")
     if not used:
-        raise ShapeError(f"elementwise expression {expr} uses none of its inputs")
+        # sympy folded the expression to a constant (0 * x, x ** 0 with a weak literal): keep
+        # the inputs, they still give the result its broadcast shape (and the gradient, zero,
+        # stays connected, as in Theano).
+        used = list(range(len(inputs)))
     if len(used) != len(inputs):
         expr = expr.xreplace({xs[old]: scalar.symbols(len(used))[new] for new, old in enumerate(used)})
         inputs = [inputs[i] for i in used]

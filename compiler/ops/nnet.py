@@ -121,8 +121,10 @@ class CrossentropySoftmaxIntGrad(Op):
         gz, x, y = inputs
         from ..tensor import basic as T
         sm = Softmax()(x)
-        onehot_minus = output / T.switch(T.eq(gz, 0), 1, gz).dimshuffle(0, "x")
-        g_gz = T.sum(gout * onehot_minus, axis=1)
+        # The op is linear in gz: d/dgz is softmax(x) - onehot(y), i.e. the op at gz = 1
+        # (recovering it as output / gz would give 0 for rows where gz is 0).
+        sm_minus_onehot = CrossentropySoftmaxIntGrad()(T.ones_like(gz), x, y)
+        g_gz = T.sum(gout * sm_minus_onehot, axis=1)
         g_x = SoftmaxGrad()(gout * gz.dimshuffle(0, "x"), sm)
         return [g_gz, g_x, None]
 

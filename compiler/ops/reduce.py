@@ -36,7 +36,7 @@ class Reduce(Op):
     def perform(self, x: np.ndarray) -> np.ndarray:
         axes = self.axes
         if self.kind in ("sum", "prod", "mean"):
-            acc = acc_dtype(x.dtype) if self.kind != "mean" or not is_float(self.dtype) else "float64"
+            acc = acc_dtype(x.dtype.name) if self.kind != "mean" or not is_float(self.dtype) else "float64"
             fn = {"sum": np.sum, "prod": np.prod, "mean": np.mean}[self.kind]
             out = fn(x, axis=axes, dtype=acc)
         else:

@@ -197,6 +197,16 @@ def _np_switch(c, a, b):
     return np.where(np.asarray(c) != 0, a, b)
 
 
+# NumPy has no erf and sympy's lambdify would fall back to math.erf, which rejects arrays;
+# math.erf per element is exact (the reference is the oracle) and fast enough for it.
+_np_erf_f64 = np.vectorize(__import__("math").erf, otypes=["float64"])
+
+
+def _np_erf(x):
+    x = np.asarray(x)
+    return _np_erf_f64(x).astype(x.dtype if x.dtype.kind == "f" else "float64", copy=False)
+
+
 def _np_bool(fn):
     return lambda *args: fn(*args)
 
@@ -221,6 +231,7 @@ NUMPY = {
     "minimum": np.minimum,
     "log1p": np.log1p,
     "expm1": np.expm1,
+    "erf": _np_erf,
 }
 
 

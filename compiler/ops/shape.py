@@ -189,7 +189,7 @@ class Alloc(Op):
         if value.dtype.startswith("float"):
             from .reduce import reduce_sum
             lead = output.ndim - value.ndim
-            g = reduce_sum(gout, axis=tuple(range(lead))) if lead else gout
+            g = reduce_sum(gout, tuple(range(lead))) if lead else gout
             from .elemwise import sum_to
             g = sum_to(g, value)
         return [g] + [None] * (len(inputs) - 1)
@@ -287,10 +287,20 @@ class Concatenate(Op):
     def grad(self, inputs, output, gout):
         from ..tensor.basic import as_tensor_variable  # noqa: F401
         from .index import subtensor
-        grads, start = [], constant(0, "int64")
+        # Each gradient must keep its input's static shape: a length-1 axis (stack's, or a
+        # row appended with dimshuffle('x', 0)) must stay known as 1 for the DimShuffle
+        # gradient to drop it. Bounds stay Python ints while the lengths are known; after a
+        # symbolic bound the slice's length is unknown, and a reshape restores the known dims.
+        grads, start = [], 0
         for x in inputs:
-            stop = start + x.shape[self.axis]
+            n = x.type.shape[self.axis]
+            stop = start + (n if n is not None else x.shape[self.axis])
             idx = [slice(None)] * self.axis + [slice(start, stop)]
-            grads.append(subtensor(gout, tuple(idx)) if x.dtype.startswith("float") else None)
+            g = None
+            if x.dtype.startswith("float"):
+                g = subtensor(gout, tuple(idx))
+                if g.type.shape != x.type.shape:
+                    g = reshape_like(g, x)
+            grads.append(g)
             start = stop
         return grads

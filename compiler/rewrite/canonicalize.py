@@ -103,8 +103,8 @@ def remove_useless_alloc(node: Variable):
 
 
 def inline_unary_producers(node: Variable):
-    """f(g(x)) with g unary and elementwise over the same shape -> one expression: reads no more
-    memory, and lets chains like neg(neg(x)) cancel."""
+    """f(g(x)) with g unary and elementwise over the same shape -> one expression, when that
+    simplifies it (chains like neg(neg(x)) cancel)."""
     if not isinstance(node.op, Elemwise):
         return None
     xs = S.symbols(node.op.nin)
@@ -117,6 +117,12 @@ def inline_unary_producers(node: Variable):
     if not subs:
         return None
     expr = node.op.expr.xreplace(subs)
+    # Only when the composition simplifies (neg(neg(x)) -> x): otherwise the producer may be
+    # needed anyway (an activation the backward pass reads) and inlining would recompute it.
+    before = sp.count_ops(node.op.expr) + sum(sp.count_ops(node.inputs[i].op.expr)
+                                              for i, sym in enumerate(xs) if sym in subs)
+    if sp.count_ops(expr) >= before:
+        return None
     return make(expr, inputs, node.dtype, name=node.op.name)
 
 

@@ -14,6 +14,7 @@ Graph rules: log(softmax(x)) -> log_softmax(x), and
 """
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 
 from ..graph import Variable
@@ -170,6 +171,11 @@ def log_softmax(node: Variable):
 
 
 def _is_row_arange(r: Variable, x: Variable, y: Variable) -> bool:
+    if r.is_constant:
+        # constant_fold (which runs first) turns a small arange of a known length into a literal
+        n = r.data.shape[0] if r.data.ndim == 1 else None
+        return n is not None and n in (x.type.shape[0], y.type.shape[0]) and \
+            np.array_equal(r.data, np.arange(n))
     if not isinstance(r.op, Arange) or r.op.start != 0 or r.op.step != 1:
         return False
     stop = r.op.stop

@@ -454,6 +454,9 @@ def _methods():
         "__and__": and_, "__or__": or_, "__xor__": xor,
         "__rand__": r(and_), "__ror__": r(or_), "__rxor__": r(xor),
         "__getitem__": _getitem,
+        # NumPy defers to our reflected operators (ndarray * x -> x.__rmul__) instead of
+        # building an object array of Variables; np.exp(x) raises instead of misbehaving.
+        "__array_ufunc__": None,
         "shape": property(_shape_prop), "T": property(_T_prop),
         "sum": sum, "mean": mean, "prod": prod, "max": max, "min": min,
         "argmax": argmax, "argmin": argmin, "var": var, "std": std,

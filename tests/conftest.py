@@ -1,0 +1,116 @@
+"""Shared fixtures for the op tests.
+
+Every test gets theta.config restored afterwards, so a test may set ``theta.config.floatX``
+(directly or through the ``float64`` fixture) without leaking it into the next one.
+
+The helpers are fixtures rather than an importable module so that test files stay plain
+pytest modules:
+
+    run(fn, *arrays, static=False)   compile ``fn`` over inputs typed like ``arrays`` and call it
+                                      (cross-checked against evaluating the unrewritten graph)
+    vgrad(fn, *arrays, **kw)          theta.gradient.verify_grad in float64 with a seeded rng
+    static_grad(fn, *arrays)          theta.grad of sum(fn(*xs) * proj) with inputs declared of
+                                      the arrays' exact (static) shapes, checked against central
+                                      finite differences over every coordinate
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import theta
+import theta.tensor as T
+from theta.gradient import verify_grad
+from theta.runtime.reference import evaluate
+
+
+@pytest.fixture(autouse=True)
+def _restore_config():
+    c = theta.config
+    saved = (c.floatX, c.backend, c.optimizer)
+    yield
+    c.floatX, c.backend, c.optimizer = saved
+
+
+@pytest.fixture
+def float64():
+    """theta.config.floatX = 'float64' for this test (restored afterwards)."""
+    theta.config.floatX = "float64"
+    return "float64"
+
+
+@pytest.fixture
+def float32():
+    """theta.config.floatX = 'float32' for this test (restored afterwards)."""
+    theta.config.floatX = "float32"
+    return "float32"
+
+
+@pytest.fixture
+def rng(request):
+    # one seed per test id: reproducible, and independent of test order
+    seed = sum(map(ord, request.node.nodeid)) * 7919
+    return np.random.default_rng(seed)
+
+
+def _symbols(arrays, static: bool):
+    return [T.tensor(a.dtype.name, shape=a.shape if static else (None,) * a.ndim, name=f"in{i}")
+            for i, a in enumerate(arrays)]
+
+
+@pytest.fixture
+def run():
+    def run_(fn, *arrays, static: bool = False):
+        arrays = [np.asarray(a) for a in arrays]
+        xs = _symbols(arrays, static)
+        outs = fn(*xs)
+        f = theta.function(xs, outs, on_unused_input="ignore")
+        result = f(*arrays)
+        # The compiled function (specialized and rewritten) must agree with each op's own
+        # perform on the graph as built, which runtime.reference.evaluate runs as is.
+        single = not isinstance(outs, (list, tuple))
+        raw = evaluate([T.as_tensor_variable(o) for o in ([outs] if single else outs)], dict(zip(xs, arrays)))
+        for got, ref in zip([result] if single else result, raw):
+            assert got.dtype == ref.dtype and got.shape == ref.shape, (got.dtype, ref.dtype, got.shape, ref.shape)
+            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6 if got.dtype.kind == "f" else 0,
+                                       err_msg="compiled function and graph evaluation differ")
+        return result
+    return run_
+
+
+@pytest.fixture
+def vgrad(rng):
+    def vgrad_(fn, *arrays, **kw):
+        arrays = [np.asarray(a, dtype="float64") for a in arrays]
+        verify_grad(fn, arrays, rng=rng, **kw)
+    return vgrad_
+
+
+def numeric_grad(f, arrays, i, eps=1e-6):
+    """Central finite differences of the scalar f(*arrays) w.r.t. every entry of arrays[i]."""
+    g = np.zeros(arrays[i].shape, dtype="float64")
+    for idx in np.ndindex(*arrays[i].shape):
+        plus = [a.copy() for a in arrays]
+        minus = [a.copy() for a in arrays]
+        plus[i][idx] += eps
+        minus[i][idx] -= eps
+        g[idx] = (float(f(*plus)) - float(f(*minus))) / (2 * eps)
+    return g
+
+
+@pytest.fixture
+def static_grad(rng):
+    def static_grad_(fn, *arrays, rtol=1e-5, atol=1e-6):
+        arrays = [np.asarray(a, dtype="float64") for a in arrays]
+        xs = _symbols(arrays, static=True)
+        out = fn(*xs)
+        proj = T.as_tensor_variable(rng.random(out.type.shape) + 0.5)
+        cost = T.sum(out * proj)
+        f_cost = theta.function(xs, cost)
+        grads = theta.function(xs, theta.grad(cost, xs), on_unused_input="ignore")(*arrays)
+        for i, (a, g) in enumerate(zip(arrays, grads)):
+            assert g.shape == a.shape, f"gradient {i} has shape {g.shape}, input has {a.shape}"
+            np.testing.assert_allclose(g, numeric_grad(f_cost, arrays, i), rtol=rtol, atol=atol,
+                                       err_msg=f"gradient of input {i}")
+        return grads
+    return static_grad_
