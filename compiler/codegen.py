@@ -62,7 +62,19 @@ class Kernel:
     grid: tuple
     block: tuple
     shared_bytes: int = 0
-    resources: dict | None = None   # filled by the nvcc check (registers, spills)
+    _resources: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def resources(self) -> dict:
+        """ptxas -v's report for this kernel on sm_90 (registers, spills, shared/const bytes);
+        compiles with nvcc on first use (cached). Raises NvccError if nvcc is missing or fails."""
+        return self.resources_for("sm_90")
+
+    def resources_for(self, arch: str) -> dict:
+        if arch not in self._resources:
+            from ..runtime import nvcc
+            self._resources[arch] = nvcc.resources(self.source, arch)[self.name]
+        return self._resources[arch]
 
     def __repr__(self) -> str:
         return f"<Kernel {self.name} ({self.family}) grid={self.grid} block={self.block}>"

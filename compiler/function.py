@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import specialize as spz
-from .errors import DTypeError, GraphError, InputError, ShapeError, describe
+from .errors import DTypeError, GraphError, InputError, ShapeError, ThetaError, describe
 from .graph import Variable, rebuild, toposort, user_stacklevel
 from .options import CompileOptions
 from .shared import SharedVariable
@@ -211,6 +211,46 @@ class Function:
     def maker(self):  # Theano's f.maker.fgraph.outputs idiom
         return self
 
+    def _compiled(self):
+        program = getattr(self, "_last_program", None)
+        if program is None:
+            raise ThetaError(f"{self._what()} has not been compiled for concrete shapes yet: call it once "
+                             "(or f.specialization(*args)) first")
+        return program
+
+    @property
+    def kernels(self) -> list:
+        """The CUDA kernels of the most recently run specialization ([] on the reference
+        backend, which runs the graph with NumPy)."""
+        return list(getattr(self._compiled(), "kernels", []))
+
+    @property
+    def program(self):
+        """The Program (kernels, launches, buffer plan, I/O signature) of the most recently run
+        specialization; ``f.program.save(path)`` writes it. Needs a kernel backend (emu, cuda)."""
+        program = getattr(self._compiled(), "program", None)
+        if program is None:
+            raise ThetaError(f"{self._what()} runs on the reference backend, which has no kernels; "
+                             "compile with backend='emu' or 'cuda' to get a Program")
+        return program
+
+    def save(self, path) -> None:
+        """Save the latest specialization's Program with the current shared values, to be run
+        later by ``theta.load(path)`` (on the GPU, or on the CPU through emu)."""
+        import dataclasses
+        import json
+        import pathlib
+        from ..runtime.loaded import write_state
+        program = dataclasses.replace(
+            self.program, n_updates=len(self._updates),
+            update_targets=[len(self.inputs) + self.shared.index(v) for v, _ in self._updates])
+        path = pathlib.Path(program.save(path))
+        meta = {"n_inputs": len(self.inputs), "single": self._single, "n_outputs": len(self._outputs),
+                "name": self.name}
+        (path / "function.json").write_text(json.dumps(meta))
+        names = [leaf.name for leaf in program.leaves[len(self.inputs):]]
+        write_state(path, {n: v.get_value() for n, v in zip(names, self.shared)})
+
     # -- pickling -------------------------------------------------------------------------------
     def __reduce__(self):
         from .serialize import dump_function
@@ -260,6 +300,7 @@ class _Specialization:
     def run(self, leaf_values: list[np.ndarray]) -> list[np.ndarray]:
         env = {id(leaf): v for leaf, v in zip(self.concrete, leaf_values)}
         if self.plan.empty:
+            self.fn._last_program = self.program
             return self.program.run(env)
         scalars = self._prep.run(env)
         values = {id(v): int(s) for v, s in zip(self.plan.scalars, scalars)}
@@ -272,6 +313,7 @@ class _Specialization:
             program = _build(outs, self.fn.options, self.concrete, [leaf for leaf, _ in implicit])
             variant = self._variants[key] = (program, implicit, outs)
         program, implicit, _ = variant
+        self.fn._last_program = program
         for leaf, value_fn in implicit:
             env[id(leaf)] = np.asarray(value_fn(values), dtype="int64")
         return program.run(env)

@@ -168,6 +168,18 @@ def _binding_from(d: dict) -> Binding:
     return Binding(d["kind"], _ref_from(d["ref"]) if d["ref"] else None, int(d["slot"]))
 
 
+def _unique_names(leaves: Sequence[Variable]) -> list[str]:
+    """Leaf names for the manifest and the saved state: the variable's name, made unique."""
+    names, seen = [], set()
+    for k, v in enumerate(leaves):
+        name = v.name or f"leaf{k}"
+        while name in seen:
+            name = f"{name}_{k}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scalars: Sequence[Variable],
                   n_updates: int = 0, update_targets: Sequence[int] = ()) -> Program:
     """Lower a specialized, rewritten graph to a Program: fuse -> plan buffers -> lower groups."""
@@ -187,6 +199,6 @@ def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scala
         out_specs.append(OutputSpec(o.dtype, o.type.shape, lay.strides, ref_of(lay, plan)))
     _ = used
     return Program(kernels, plan.buffers, plan.arena_bytes, plan.naive_bytes,
-                   [IOSpec(v.name or f"leaf{k}", v.dtype, v.type.shape) for k, v in enumerate(leaves)],
+                   [IOSpec(name, v.dtype, v.type.shape) for name, v in zip(_unique_names(leaves), leaves)],
                    [v.name or f"scalar{k}" for k, v in enumerate(scalars)], out_specs,
                    [np.asarray(c.data) for c in consts], n_updates, list(update_targets))

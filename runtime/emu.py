@@ -40,22 +40,23 @@ class EmuExecutor:
                 a = np.ascontiguousarray(leaf_values[buf.slot], dtype=buf.dtype)
                 if a.shape != tuple(spec.shape):
                     raise ShapeError(f"program input {spec.name} needs shape {spec.shape}, got {a.shape}")
-                arrays.append(a)
+                arrays.append(a.reshape(-1))
             elif buf.kind == "const":
-                arrays.append(self._consts[buf.slot])
-            elif buf.kind == "output":
+                arrays.append(self._consts[buf.slot].reshape(-1))
+            elif buf.kind == "output" or self.asan:
+                # Under AddressSanitizer every temporary is its own allocation, so an overflow
+                # out of one is caught instead of landing in a neighbour inside the arena.
                 arrays.append(np.empty(buf.size, dtype=buf.dtype))
             else:
                 arrays.append(self._arena[buf.arena_offset:buf.arena_offset + buf.nbytes].view(buf.dtype))
         scalars = [int(s) for s in scalar_values]
 
-        def address(ref) -> int:
-            a = arrays[ref.buffer]
-            offset = ref.offset + sum(scalars[slot] * coef for slot, coef in ref.dyn)
-            return a.ctypes.data + offset * a.itemsize
+        def pointer(ref) -> np.ndarray:
+            # a 1-d view starting at the element the parameter points at
+            return arrays[ref.buffer][ref.offset + sum(scalars[slot] * coef for slot, coef in ref.dyn):]
 
         for k in prog.kernels:
-            args = [address(b.ref) if b.kind == "ptr" else scalars[b.slot] for b in k.bindings]
+            args = [pointer(b.ref) if b.kind == "ptr" else scalars[b.slot] for b in k.bindings]
             self.module.launch(k.name, k.grid, k.block, args, k.shared_bytes)
 
         outs = []

@@ -27,9 +27,9 @@ from theta.runtime.reference import evaluate
 @pytest.fixture(autouse=True)
 def _restore_config():
     c = theta.config
-    saved = (c.floatX, c.backend, c.optimizer)
+    saved = (c.floatX, c.backend, c.optimizer, c.emu_asan)
     yield
-    c.floatX, c.backend, c.optimizer = saved
+    c.floatX, c.backend, c.optimizer, c.emu_asan = saved
 
 
 @pytest.fixture

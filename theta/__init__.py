@@ -21,6 +21,7 @@ from .compiler.grad import grad  # noqa: F401
 from .compiler.options import CompileOptions, config  # noqa: F401
 from .compiler.shared import SharedVariable, shared  # noqa: F401
 from .compiler.graph import Variable  # noqa: F401
+from .runtime.loaded import load  # noqa: F401
 
 # Theano's module names: theta.tensor, theta.tensor.nnet, theta.gradient, theta.printing.
 _sys.modules[__name__ + ".tensor"] = tensor
@@ -30,5 +31,5 @@ _sys.modules[__name__ + ".printing"] = printing
 _sys.modules[__name__ + ".errors"] = errors
 
 __version__ = "0.1.0"
-__all__ = ["function", "In", "grad", "shared", "config", "tensor", "gradient", "printing", "errors",
+__all__ = ["function", "In", "grad", "shared", "config", "load", "tensor", "gradient", "printing", "errors",
            "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions"]
