@@ -93,7 +93,8 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
         group_of[id(v)] = g
 
     users = clients(order)
-    out_ids = {id(o) for o in outputs}
+    # results the caller reads: the outputs, and what output views read
+    out_ids = {id(o) for o in outputs} | {id(lays[id(o)].base) for o in outputs}
 
     def source_groups(v: Variable) -> set:
         """The groups whose results ``v`` reads (directly or through views)."""
