@@ -14,6 +14,7 @@ import numpy as np
 import theta
 import theta.tensor as T
 
+from ..runtime.data import Minibatches
 from .data import Dataset, load_digits
 from .logreg import LogisticRegression
 from .mlp import MLP
@@ -43,10 +44,6 @@ class TrainResult:
     history: list
 
 
-def _batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
-
-
 def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
     data = data or load_digits(theta.config.floatX, seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -60,28 +57,26 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
     else:
         raise ValueError(f"unknown model {cfg.model!r}; choose 'logreg' or 'mlp'")
 
-    shared = {name: (theta.shared(split.x, name=f"{name}_x"), theta.shared(split.y, name=f"{name}_y"))
-              for name, split in (("train", data.train), ("valid", data.valid), ("test", data.test))}
     bs = cfg.batch_size
-
-    def batch_givens(name):
-        sx, sy = shared[name]
-        return {x: sx[index * bs:(index + 1) * bs], y: sy[index * bs:(index + 1) * bs]}
+    # Datasets live in shared variables (uploaded once on a GPU); a minibatch is a slice selected
+    # by the integer `index` through givens. The training set is reshuffled every epoch.
+    sets = {name: Minibatches({"x": split.x, "y": split.y}, bs, shuffle=(name == "train"), seed=cfg.seed,
+                              resident=True, backend=cfg.backend)
+            for name, split in (("train", data.train), ("valid", data.valid), ("test", data.test))}
 
     grads = theta.grad(cost, model.params)
     updates = [(p, p - cfg.learning_rate * g) for p, g in zip(model.params, grads)]
-    train_step = theta.function([index], cost, updates=updates, givens=batch_givens("train"),
+    train_step = theta.function([index], cost, updates=updates, givens=sets["train"].givens({x: "x", y: "y"}, index),
                                 name="train_step", backend=cfg.backend)
-    error_fns = {name: theta.function([index], model.errors(y), givens=batch_givens(name),
+    error_fns = {name: theta.function([index], model.errors(y), givens=sets[name].givens({x: "x", y: "y"}, index),
                                       name=f"{name}_errors", backend=cfg.backend)
                  for name in ("valid", "test")}
 
     def error_rate(name) -> float:
-        n = len(getattr(data, name))
-        wrong = sum(float(error_fns[name](i)) * min(bs, n - i * bs) for i in range(_batches(n, bs)))
-        return wrong / n
+        mb = sets[name]
+        wrong = sum(float(error_fns[name](i)) * mb.batch_length(i) for i in mb.epoch())
+        return wrong / mb.n
 
-    n_train_batches = _batches(len(data.train), bs)
     best = (np.inf, 0, np.inf)  # valid error, epoch, test error at that epoch
     best_params = [p.get_value() for p in model.params]
     history = []
@@ -89,8 +84,7 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
     bar = _progress(cfg.epochs, cfg.model, progress)
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
-        order = rng.permutation(n_train_batches)  # visit minibatches in a fresh order each epoch
-        costs = [float(train_step(int(i))) for i in order]
+        costs = [float(train_step(i)) for i in sets["train"].epoch()]
         valid = error_rate("valid")
         history.append({"epoch": epoch, "cost": float(np.mean(costs)), "valid_error": valid})
         if valid < best[0]:

@@ -1,0 +1,99 @@
+"""The minibatch iterator: every example once per epoch, reproducible shuffles, partial batches,
+the same protocol resident (givens slices of shared data) and streamed (host batches)."""
+import numpy as np
+import pytest
+
+import theta
+import theta.tensor as T
+from theta.errors import InputError, ShapeError
+from theta.runtime.data import Minibatches
+
+N = 23
+
+
+def data():
+    return {"x": np.arange(N * 3, dtype="float32").reshape(N, 3), "y": np.arange(N, dtype="int32")}
+
+
+def resident_epoch(mb, fn):
+    return np.concatenate([fn(i) for i in mb.epoch()] or [np.zeros(0, "int32")])
+
+
+@pytest.mark.parametrize("bs", [1, 5, 23, 30])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_resident_each_example_once_per_epoch(bs, drop_last):
+    mb = Minibatches(data(), bs, seed=3, drop_last=drop_last, resident=True)
+    i, y = T.lscalar("i"), T.ivector("y")
+    f = theta.function([i], y, givens=mb.givens({y: "y"}, i))
+    for _ in range(3):
+        seen = resident_epoch(mb, f)
+        if drop_last:
+            assert len(seen) == (N // bs) * bs and len(set(seen.tolist())) == len(seen)
+        else:
+            assert sorted(seen.tolist()) == list(range(N))
+
+
+def test_rows_stay_aligned_across_arrays_after_shuffles():
+    mb = Minibatches(data(), 4, seed=0, resident=True)
+    i, x, y = T.lscalar("i"), T.fmatrix("x"), T.ivector("y")
+    f = theta.function([i], [x, y], givens=mb.givens({x: "x", y: "y"}, i))
+    for _ in range(2):
+        for k in mb.epoch():
+            xb, yb = f(k)
+            np.testing.assert_array_equal(xb[:, 0], yb * 3)
+
+
+def test_shuffles_are_reproducible_and_differ_between_epochs():
+    a = Minibatches(data(), 5, seed=7, resident=False)
+    b = Minibatches(data(), 5, seed=7, resident=False)
+    ea1 = np.concatenate([bt["y"] for bt in a.epoch()])
+    ea2 = np.concatenate([bt["y"] for bt in a.epoch()])
+    eb1 = np.concatenate([bt["y"] for bt in b.epoch()])
+    np.testing.assert_array_equal(ea1, eb1)
+    assert not np.array_equal(ea1, ea2)
+    assert not np.array_equal(ea1, np.arange(N))
+
+
+def test_resident_and_streamed_visit_the_same_order():
+    r = Minibatches(data(), 6, seed=11, resident=True)
+    s = Minibatches(data(), 6, seed=11, resident=False)
+    i, y = T.lscalar("i"), T.ivector("y")
+    f = theta.function([i], y, givens=r.givens({y: "y"}, i))
+    for _ in range(2):
+        np.testing.assert_array_equal(resident_epoch(r, f), np.concatenate([b["y"] for b in s.epoch()]))
+
+
+def test_last_partial_batch_and_lengths():
+    mb = Minibatches(data(), 10, shuffle=False, resident=False)
+    sizes = [len(b["y"]) for b in mb.epoch()]
+    assert sizes == [10, 10, 3] and mb.n_batches == 3 and mb.batch_length(2) == 3
+    mb = Minibatches(data(), 10, shuffle=False, drop_last=True, resident=False)
+    assert [len(b["y"]) for b in mb.epoch()] == [10, 10]
+
+
+def test_unshuffled_resident_batches_compile_once_per_batch_length():
+    mb = Minibatches(data(), 5, shuffle=False, resident=True)
+    i, y = T.lscalar("i"), T.ivector("y")
+    f = theta.function([i], y, givens=mb.givens({y: "y"}, i))
+    out = resident_epoch(mb, f)
+    np.testing.assert_array_equal(out, np.arange(N))
+    (spec,) = f._specs.values()
+    assert len(spec._variants) == 2   # full batches share one program; the partial one has its own
+
+
+def test_streamed_errors_reach_the_consumer_and_early_exit_is_clean():
+    mb = Minibatches(data(), 4, resident=False)
+    it = mb.epoch()
+    next(it)
+    it.close()  # stops the prefetch thread without hanging
+
+
+def test_bad_input():
+    with pytest.raises(ShapeError):
+        Minibatches({"x": np.zeros((3, 2)), "y": np.zeros(4)}, 2)
+    with pytest.raises(InputError):
+        Minibatches({"x": np.zeros((3, 2))}, 0)
+    with pytest.raises(InputError):
+        Minibatches({}, 2)
+    with pytest.raises(InputError):
+        Minibatches({"x": np.zeros((3, 2))}, 2, resident=False).givens({}, T.lscalar())
