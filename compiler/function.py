@@ -118,22 +118,28 @@ class Function:
     # -- calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)
-        shared_values = [s.get_value(borrow=True) for s in self.shared]
-        key = tuple(v.shape for v in values) + tuple(v.shape for v in shared_values)
+        key = tuple(v.shape for v in values) + tuple(s.value_shape for s in self.shared)
         spec = self._specs.get(key)
         if spec is None:
             spec = self._specs[key] = _Specialization(self, key)
-        results = spec.run(values + shared_values)
+        # Shared variables go in as themselves: each backend reads the copy it keeps (the host
+        # array, or a device-resident one that is never downloaded between steps).
+        results = spec.run(values + list(self.shared))
         n_out = len(self._outputs)
         # Every returned output and every new shared value gets its own memory: equal outputs
         # are one hash-consed node (one array), an update may be an input or another shared
         # variable, and an output may be a view of an input.
-        taken = {id(v): v for v in values + shared_values}
-        results = [_owned(r, taken) for r in results]
+        taken = {id(v): v for v in values}
+        taken.update({id(s._value): s._value for s in self.shared})
+        results = [r if _on_device(r) else _owned(r, taken) for r in results]
         # Check every new value before storing any, so a bad one leaves all of them unchanged.
-        new_values = [var.filter_value(value) for (var, _), value in zip(self._updates, results[n_out:])]
+        new_values = [value if _on_device(value) else var.filter_value(value)
+                      for (var, _), value in zip(self._updates, results[n_out:])]
         for (var, _), value in zip(self._updates, new_values):
-            var.set_value(value, borrow=True)
+            if _on_device(value):
+                var.set_device_value(value.backend, value)
+            else:
+                var.set_value(value, borrow=True)
         outs = results[:n_out]
         if self._single:
             return outs[0]
@@ -201,8 +207,7 @@ class Function:
     def specialization(self, *args, **kwargs) -> "_Specialization":
         """The compiled specialization these arguments would run (compiling it if needed)."""
         values = self._bind(args, kwargs)
-        shared_values = [s.get_value(borrow=True) for s in self.shared]
-        key = tuple(v.shape for v in values) + tuple(v.shape for v in shared_values)
+        key = tuple(v.shape for v in values) + tuple(s.value_shape for s in self.shared)
         if key not in self._specs:
             self._specs[key] = _Specialization(self, key)
         return self._specs[key]
@@ -263,6 +268,11 @@ def _load_function(state):
 
 
 _MISSING = object()
+
+
+def _on_device(value) -> bool:
+    """A device-resident result (runtime.cuda.DeviceArray), left on the device."""
+    return hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray)
 
 
 def _owned(result: np.ndarray, taken: dict) -> np.ndarray:

@@ -157,6 +157,13 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
             return "epilogue"
         return None
 
+    def reads_own_result(p: Group, c: Group) -> bool:
+        """Would the merged group read one of its own results through a view (z + z.T)? A kernel
+        cannot: other threads' elements are not written yet when it reads them."""
+        members = {id(n) for n in p.nodes + c.nodes}
+        return any(id(i) not in members and id(lays[id(i)].base) in members
+                   for n in p.nodes + c.nodes for i in n.inputs)
+
     changed = True
     while changed:
         changed = False
@@ -168,7 +175,7 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
                     if p is None or p is c:
                         continue
                     kind = merge_kind(p, c, via)
-                    if kind is None or indirect_path(dep, p, c):
+                    if kind is None or indirect_path(dep, p, c) or reads_own_result(p, c):
                         continue
                     if kind == "body":
                         c.body = _in_order(order, p.body + c.body)

@@ -36,6 +36,40 @@ class SharedVariable(Variable):
         self._value = arr if borrow else np.array(arr, copy=True)
         self._device.clear()
 
+    # -- device copies (kept by device backends; the host copy is refreshed lazily) ---------------
+    def device_value(self, backend: str, upload):
+        """This variable's copy on ``backend``'s device, made with ``upload(host_array)`` the
+        first time (or after ``set_value``)."""
+        copy = self._device.get(backend)
+        if copy is None:
+            copy = self._device[backend] = upload(self._value)
+            copy.dirty = False
+        return copy
+
+    def set_device_value(self, backend: str, value) -> None:
+        """Store a new device-resident value (an update computed on the device): the host copy
+        is stale until ``get_value`` downloads it, and other devices' copies are dropped."""
+        shape = tuple(value.shape)
+        if len(shape) != self.ndim or any(d == 1 and s != 1 for d, s in zip(self.type.shape, shape)):
+            raise ShapeError(f"device update of {describe(self)} with shape {shape}")
+        self._device = {backend: value}
+        value.dirty = True
+        self._device_shape = shape
+
+    def _sync_from_device(self) -> None:
+        for backend_copy in self._device.values():
+            if getattr(backend_copy, "dirty", False):
+                self._value = backend_copy.get()
+                backend_copy.dirty = False
+
+    @property
+    def value_shape(self) -> tuple:
+        """The current value's shape, without downloading a device-resident value."""
+        for backend_copy in self._device.values():
+            if getattr(backend_copy, "dirty", False):
+                return tuple(backend_copy.shape)
+        return self._value.shape
+
     def filter_value(self, value) -> np.ndarray:
         """``value`` as an array this variable can hold (its dtype, rank and broadcastable
         dims), or a DTypeError/ShapeError; nothing is stored."""
@@ -50,16 +84,6 @@ class SharedVariable(Variable):
             if d == 1 and s != 1:
                 raise ShapeError(f"set_value of {describe(self)}: dim declared broadcastable (1) got {s}")
         return arr
-
-    def _sync_from_device(self) -> None:
-        for backend_copy in self._device.values():
-            if getattr(backend_copy, "dirty", False):
-                self._value = backend_copy.download()
-                backend_copy.dirty = False
-
-    @property
-    def value_shape(self) -> tuple:
-        return self._value.shape
 
     # Pickling: the value travels, not the graph identity (a new leaf on load).
     def __reduce__(self):

@@ -37,7 +37,7 @@ class EmuExecutor:
         for buf in prog.buffers:
             if buf.kind in ("input", "shared"):
                 spec = prog.leaves[buf.slot]
-                a = np.ascontiguousarray(leaf_values[buf.slot], dtype=buf.dtype)
+                a = np.asarray(leaf_values[buf.slot], dtype=buf.dtype, order="C")  # (ascontiguousarray makes 0-d 1-d)
                 if a.shape != tuple(spec.shape):
                     raise ShapeError(f"program input {spec.name} needs shape {spec.shape}, got {a.shape}")
                 arrays.append(a.reshape(-1))
@@ -97,5 +97,6 @@ class EmuProgram:
         return self.program.kernels
 
     def run(self, env: dict) -> list[np.ndarray]:
-        return self.executor.run_values([env[id(v)] for v in self.leaves],
+        from .reference import host_value
+        return self.executor.run_values([host_value(env[id(v)]) for v in self.leaves],
                                         [int(np.asarray(env[id(s)])) for s in self.scalars])

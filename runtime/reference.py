@@ -39,7 +39,7 @@ class ReferenceProgram:
         return len(self.order)
 
     def run(self, leaf_values: dict[int, np.ndarray]) -> list[np.ndarray]:
-        values = dict(leaf_values)
+        values = {k: host_value(v) for k, v in leaf_values.items()}
         for step, node in enumerate(self.order):
             args = []
             for i in node.inputs:
@@ -62,6 +62,11 @@ class ReferenceProgram:
             for dead in self._free_after[step]:
                 values.pop(dead, None)
         return [values[id(o)] if not o.is_constant else o.data for o in self.outputs]
+
+
+def host_value(v):
+    """A leaf's value as a host array (shared variables hand over their current value)."""
+    return v.get_value(borrow=True) if hasattr(v, "get_value") else v
 
 
 def evaluate(outputs: Sequence[Variable], leaf_values: dict[Variable, np.ndarray]) -> list[np.ndarray]:
