@@ -170,6 +170,16 @@ class Function:
         where = f"{self._what()}: input {pos} {describe(var)}"
         if isinstance(value, Variable):
             raise InputError(f"{where} got the symbolic variable {value!r}; pass a value")
+        iface = getattr(value, "__cuda_array_interface__", None)
+        if iface is not None and not isinstance(value, np.ndarray):
+            # A device array (theta's own, PyTorch, CuPy): checked here, read in place by the
+            # cuda backend without a copy.
+            dtype, shape = np.dtype(iface["typestr"]).name, tuple(iface["shape"])
+            if dtype != var.dtype:
+                raise DTypeError(f"{where} got a device array of dtype {dtype}")
+            if len(shape) != var.ndim or any(d is not None and d != s for d, s in zip(var.type.shape, shape)):
+                raise ShapeError(f"{where} got a device array of shape {shape}")
+            return _DeviceInput(value, shape)
         if isinstance(value, np.ndarray) or isinstance(value, np.generic):
             arr = np.asarray(value)
             if arr.dtype.name != var.dtype:
@@ -270,6 +280,22 @@ def _load_function(state):
 _MISSING = object()
 
 
+class _DeviceInput:
+    """A device-resident argument: its shape for the specialization key, the object itself for
+    the backend (which reads it through ``__cuda_array_interface__``)."""
+
+    def __init__(self, value, shape: tuple) -> None:
+        self.value, self.shape = value, shape
+
+    @property
+    def __cuda_array_interface__(self):
+        return self.value.__cuda_array_interface__
+
+    def __array__(self, dtype=None, copy=None):  # host backends: download it
+        a = np.asarray(self.value.get() if hasattr(self.value, "get") else self.value)
+        return a if dtype is None else a.astype(dtype)
+
+
 def _on_device(value) -> bool:
     """A device-resident result (runtime.cuda.DeviceArray), left on the device."""
     return hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray)
@@ -302,7 +328,7 @@ class _Specialization:
         self._variants: dict[tuple, tuple] = {}
         if self.plan.empty:
             self.outputs = optimize(self.level1, fn.options.optimizer)
-            self.program = _build(self.outputs, fn.options, self.concrete, [])
+            self.program = _build(self.outputs, fn.options, self.concrete, [], len(fn._outputs))
         else:
             from ..runtime.reference import ReferenceProgram
             self._prep = ReferenceProgram(self.plan.scalars)
@@ -320,7 +346,8 @@ class _Specialization:
             from .rewrite import optimize
             outs, implicit = spz.level2(self.level1, self.plan, values)
             outs = optimize(outs, self.fn.options.optimizer)
-            program = _build(outs, self.fn.options, self.concrete, [leaf for leaf, _ in implicit])
+            program = _build(outs, self.fn.options, self.concrete, [leaf for leaf, _ in implicit],
+                             len(self.fn._outputs))
             variant = self._variants[key] = (program, implicit, outs)
         program, implicit, _ = variant
         self.fn._last_program = program
@@ -335,10 +362,10 @@ class _Specialization:
         return [v[0] for v in self._variants.values()]
 
 
-def _build(outputs: list[Variable], options: CompileOptions, leaves: list, scalars: list):
+def _build(outputs: list[Variable], options: CompileOptions, leaves: list, scalars: list, n_outputs: int):
     """The backend program for a specialized, rewritten graph."""
     from ..runtime import backends
-    return backends.build(outputs, options, leaves, scalars)
+    return backends.build(outputs, options, leaves, scalars, n_outputs)
 
 
 def function(inputs, outputs=None, updates=None, givens=None, name: str | None = None,

@@ -27,10 +27,11 @@ def resolve(backend: str) -> str:
     return backend
 
 
-def build(outputs, options: CompileOptions, leaves=(), scalars=()):
+def build(outputs, options: CompileOptions, leaves=(), scalars=(), n_outputs: int | None = None):
     """The program running ``outputs`` on the chosen backend. ``leaves`` are the value leaves
     (inputs, shared variables) and ``scalars`` the runtime index scalars, in the order the
-    program's I/O signature lists them."""
+    program's I/O signature lists them; the results after the first ``n_outputs`` are update
+    values (which a device backend keeps on the device)."""
     backend = resolve(options.backend)
     if backend == "reference":
         from .reference import ReferenceProgram
@@ -38,5 +39,7 @@ def build(outputs, options: CompileOptions, leaves=(), scalars=()):
     if backend == "emu":
         from .emu import EmuProgram
         return EmuProgram(outputs, leaves, scalars, asan=options.emu_asan)
-    raise BackendError(f"the {backend!r} backend is not available in this build of theta yet; "
-                       "use backend='reference' (the NumPy backend)")
+    if backend == "cuda":
+        from .cuda import CudaProgram
+        return CudaProgram(outputs, leaves, scalars, n_outputs)
+    raise BackendError(f"unknown backend {backend!r}")

@@ -110,7 +110,12 @@ class Minibatches:
                 self._shuffle_resident(perm)
         if self.resident:
             return iter(range(self.n_batches))
-        return self._stream(self.order.copy())
+        host_batches = self._stream(self.order.copy())
+        from .backends import resolve
+        if resolve(self.backend or _config_backend()) == "cuda":
+            from .cuda import prefetch_to_device
+            return prefetch_to_device(host_batches)
+        return host_batches
 
     def __iter__(self) -> Iterator:
         return self.epoch()

@@ -65,8 +65,11 @@ class ReferenceProgram:
 
 
 def host_value(v):
-    """A leaf's value as a host array (shared variables hand over their current value)."""
-    return v.get_value(borrow=True) if hasattr(v, "get_value") else v
+    """A leaf's value as a host array (shared variables hand over their current value; device
+    arrays are downloaded)."""
+    if hasattr(v, "get_value"):
+        return v.get_value(borrow=True)
+    return v if isinstance(v, np.ndarray) else np.asarray(v)
 
 
 def evaluate(outputs: Sequence[Variable], leaf_values: dict[Variable, np.ndarray]) -> list[np.ndarray]:
