@@ -29,8 +29,7 @@ _THETA_FUNCS = {
     "sgn": "theta_sgn", "round_half_even": "theta_rint", "floor_": "theta_floor", "ceil_": "theta_ceil",
     "maximum": "theta_max", "minimum": "theta_min", "intdiv": "theta_intdiv", "mod": "theta_mod",
 }
-_OPERATORS = {"lt": "<", "gt": ">", "le": "<=", "ge": ">=", "eq": "==", "neq": "!=", "and_": "&&", "or_": "||",
-              "xor": "!="}
+_OPERATORS = {"lt": "<", "gt": ">", "le": "<=", "ge": ">=", "eq": "==", "neq": "!=", "and_": "&&", "or_": "||"}
 
 
 class ThetaCPrinter(C99CodePrinter):
@@ -105,6 +104,8 @@ class ThetaCPrinter(C99CodePrinter):
             return f"({args[0]} {_OPERATORS[name]} {args[1]})"
         if name == "invert":
             return f"(!{args[0]})"
+        if name == "xor":  # logical xor of truth values (numbers count as true when nonzero)
+            return f"((!({args[0]})) != (!({args[1]})))"
         if name == "switch":
             return f"(({args[0]}) ? ({args[1]}) : ({args[2]}))"
         if name in ("intdiv", "mod") and self.dtype.startswith("float"):

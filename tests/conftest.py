@@ -58,31 +58,54 @@ def _symbols(arrays, static: bool):
             for i, a in enumerate(arrays)]
 
 
+@pytest.fixture(params=["reference", "emu"])
+def backend(request):
+    """Each op test runs on the NumPy reference and on emu (the generated CUDA C on the CPU)."""
+    return request.param
+
+
+# emu vs the graph evaluated op by op: kernels accumulate and fuse differently from NumPy
+EMU_RTOL = {"float32": 1e-4, "float64": 1e-9}
+
+
 @pytest.fixture
-def run():
+def run(backend):
     def run_(fn, *arrays, static: bool = False):
         arrays = [np.asarray(a) for a in arrays]
         xs = _symbols(arrays, static)
         outs = fn(*xs)
-        f = theta.function(xs, outs, on_unused_input="ignore")
+        f = theta.function(xs, outs, on_unused_input="ignore", backend=backend)
         result = f(*arrays)
-        # The compiled function (specialized and rewritten) must agree with each op's own
-        # perform on the graph as built, which runtime.reference.evaluate runs as is.
+        # The compiled function (specialized and rewritten, run on ``backend``) must agree with
+        # each op's own perform on the graph as built, which runtime.reference.evaluate runs as is.
         single = not isinstance(outs, (list, tuple))
         raw = evaluate([T.as_tensor_variable(o) for o in ([outs] if single else outs)], dict(zip(xs, arrays)))
         for got, ref in zip([result] if single else result, raw):
             assert got.dtype == ref.dtype and got.shape == ref.shape, (got.dtype, ref.dtype, got.shape, ref.shape)
-            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6 if got.dtype.kind == "f" else 0,
-                                       err_msg="compiled function and graph evaluation differ")
+            rtol = 1e-6 if backend == "reference" else EMU_RTOL.get(got.dtype.name, 0)
+            np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol if got.dtype.kind == "f" else 0,
+                                       err_msg=f"compiled function ({backend}) and graph evaluation differ")
         return result
     return run_
 
 
 @pytest.fixture
-def vgrad(rng):
+def vgrad(rng, backend):
+    """On the reference backend: verify_grad (finite differences) in float64. On emu: the
+    gradient kernels must agree with the reference's gradients of the same random projection."""
     def vgrad_(fn, *arrays, **kw):
         arrays = [np.asarray(a, dtype="float64") for a in arrays]
-        verify_grad(fn, arrays, rng=rng, **kw)
+        if backend == "reference":
+            verify_grad(fn, arrays, rng=rng, **kw)
+            return
+        xs = _symbols(arrays, static=False)
+        out = T.as_tensor_variable(fn(*xs))
+        proj = rng.random(evaluate([out], dict(zip(xs, arrays)))[0].shape) + 0.5
+        grads = theta.grad(T.sum(out * proj), xs, disconnected_inputs="ignore")
+        want = theta.function(xs, grads, on_unused_input="ignore", backend="reference")(*arrays)
+        got = theta.function(xs, grads, on_unused_input="ignore", backend="emu")(*arrays)
+        for i, (w, g) in enumerate(zip(want, got)):
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9, err_msg=f"emu gradient of input {i}")
     return vgrad_
 
 
