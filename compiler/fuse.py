@@ -164,6 +164,12 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
         return any(id(i) not in members and id(lays[id(i)].base) in members
                    for n in p.nodes + c.nodes for i in n.inputs)
 
+    def too_many_params(p: Group, c: Group) -> bool:
+        """Would the merged kernel pass more pointers than CUDA's parameter space holds?"""
+        members = {id(n) for n in p.nodes + c.nodes}
+        reads = {id(i) for n in p.nodes + c.nodes for i in n.inputs if id(i) not in members}
+        return len(reads) + len(p.nodes) + len(c.nodes) > MAX_KERNEL_POINTERS
+
     changed = True
     while changed:
         changed = False
@@ -175,7 +181,8 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
                     if p is None or p is c:
                         continue
                     kind = merge_kind(p, c, via)
-                    if kind is None or indirect_path(dep, p, c) or reads_own_result(p, c):
+                    if kind is None or indirect_path(dep, p, c) or reads_own_result(p, c) \
+                            or too_many_params(p, c):
                         continue
                     if kind == "body":
                         c.body = _in_order(order, p.body + c.body)
@@ -202,6 +209,12 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
         g.inputs = list({id(i): i for n in g.nodes for i in n.inputs if id(i) not in members}.values())
     return _order_groups(groups, deps())
 
+
+# Kernel parameters live in a 4 KB constant bank before CUDA 12.1 (about 32 KB since, on Volta
+# and newer). Staying under 4 KB keeps every generated source portable: a group that would pass
+# more pointers (inputs plus, at worst, every node written) is split instead. 8 bytes a pointer,
+# with room left for the scalars some kernels take.
+MAX_KERNEL_POINTERS = 480
 
 # Ops whose kernels can apply elementwise code to their results before writing them.
 EPILOGUE_HOSTS = (Reduce, Dot, BatchedDot, Softmax, LogSoftmax, SoftmaxGrad, CrossentropySoftmaxInt,
