@@ -16,38 +16,21 @@ from __future__ import annotations
 import dataclasses
 
 from .graph import Variable, clients, toposort
-from .grad import DisconnectedGrad
-from .ops.blas import BatchedDot, Dot
-from .ops.elemwise import Elemwise, SumTo
-from .ops.index import IncSubtensor, Subtensor
+from .layout import is_view
 from .ops.args import Adv
+from .ops.blas import BatchedDot, Dot
+from .ops.index import Subtensor
 from .ops.nnet import CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad, LogSoftmax, Softmax, SoftmaxGrad
 from .ops.reduce import ArgReduce, Reduce
-from .ops.shape import Alloc, Arange, Concatenate, DimShuffle, Reshape, Shape
-from .layout import is_view
 
 
 def family(node: Variable) -> str:
+    """The kernel family of a node: its op's ``family``, except that basic indexing is a view
+    and only advanced (integer tensor) indexing needs a gather kernel."""
     op = node.op
-    if isinstance(op, (Elemwise, Arange)):
-        return "elemwise"
-    if isinstance(op, (DimShuffle, Alloc, DisconnectedGrad, Reshape)):
-        return "view"
     if isinstance(op, Subtensor):
         return "gather" if any(isinstance(e, Adv) for e in op.entries) else "view"
-    if isinstance(op, IncSubtensor):
-        return "scatter"
-    if isinstance(op, (Reduce, ArgReduce, SumTo)):
-        return "reduce"
-    if isinstance(op, (Dot, BatchedDot)):
-        return "gemm"
-    if isinstance(op, (Softmax, LogSoftmax, SoftmaxGrad, CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad)):
-        return "softmax"
-    if isinstance(op, Concatenate):
-        return "concat"
-    if isinstance(op, Shape):
-        return "host"
-    raise NotImplementedError(f"no kernel family lowers {op}")
+    return op.family
 
 
 @dataclasses.dataclass(eq=False)

@@ -13,7 +13,6 @@ import pytest
 
 import theta
 import theta.tensor as T
-from theta.compiler.errors import ShapeError
 from theta.compiler.graph import Variable
 from theta.compiler.ops.args import Adv, Arg
 from theta.compiler.ops.index import IncSubtensor, Subtensor

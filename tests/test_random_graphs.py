@@ -2,7 +2,6 @@
 with random shapes (odd and size-1 dims included), give the same values and gradients on emu
 (the generated CUDA C run on the CPU) as on the NumPy reference."""
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import theta

@@ -1,22 +1,29 @@
-"""Family lowerers: each turns one fused group into kernels (see compiler.codegen)."""
+"""Family lowerers: each turns one fused group into kernels (see compiler.codegen).
+
+    elemwise -> elemwise.cu.j2        reduce  -> reduce.cu.j2       gemm -> gemm.cu.j2
+    softmax  -> softmax.cu.j2         gather  -> gather.cu.j2       scatter -> copy + scatter.cu.j2
+    concat   -> copy.cu.j2
+"""
 from __future__ import annotations
 
 from ..codegen import Kernel, KernelBuilder
 from ..fuse import Group
 from ..schedule import Plan
+from . import elemwise, gemm, index, reduce, softmax
+
+LOWERERS = {
+    "elemwise": elemwise.lower,
+    "reduce": reduce.lower,
+    "gemm": gemm.lower,
+    "softmax": softmax.lower,
+    "gather": index.lower_gather,
+    "scatter": index.lower_scatter,
+    "concat": index.lower_concat,
+}
 
 
 def lower_group(group: Group, name: str, plan: Plan, lays: dict) -> list[Kernel]:
-    from . import elemwise
-    lowerers = {"elemwise": elemwise.lower}
-    for fam, module in (("reduce", "reduce"), ("gemm", "gemm"), ("softmax", "softmax"),
-                        ("gather", "index"), ("scatter", "index"), ("concat", "index")):
-        try:
-            mod = __import__(f"{__name__}.{module}", fromlist=["lower"])
-        except ImportError:
-            continue
-        lowerers.setdefault(fam, getattr(mod, f"lower_{fam}" if fam in ("gather", "scatter", "concat") else "lower"))
-    lower = lowerers.get(group.family)
+    lower = LOWERERS.get(group.family)
     if lower is None:
-        raise NotImplementedError(f"no lowering for the {group.family} family yet ({group})")
+        raise NotImplementedError(f"no lowering for the {group.family} family ({group})")
     return lower(group, KernelBuilder(name, group.family, plan, lays))

@@ -165,7 +165,7 @@ def shape_of(x: Variable) -> Variable:
 class Alloc(Op):
     """Broadcast a value (of rank <= len(shape)) to ``shape`` (ints or Args): T.alloc/fill."""
     shape: tuple
-    family = "elemwise"
+    family = "view"  # a broadcast: read through zero strides
 
     def make_type(self, value: Variable, *args: Variable) -> TensorType:
         dims = tuple(None if isinstance(d, Arg) else d for d in self.shape)
@@ -256,7 +256,7 @@ def arange(start, stop=None, step=1, dtype: str | None = None) -> Variable:
 @dataclasses.dataclass(frozen=True)
 class Concatenate(Op):
     axis: int
-    family = "copy"
+    family = "concat"
 
     def make_type(self, *xs: Variable) -> TensorType:
         if not xs:
@@ -285,7 +285,6 @@ class Concatenate(Op):
         return np.concatenate(xs, axis=self.axis)
 
     def grad(self, inputs, output, gout):
-        from ..tensor.basic import as_tensor_variable  # noqa: F401
         from .index import subtensor
         # Each gradient must keep its input's static shape: a length-1 axis (stack's, or a
         # row appended with dimshuffle('x', 0)) must stay known as 1 for the DimShuffle

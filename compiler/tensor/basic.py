@@ -21,10 +21,10 @@ from ..ops.blas import BatchedDot, dot as _dot
 from ..ops.elemwise import make as _make_elemwise
 from ..ops.index import inc_subtensor as _inc_subtensor, subtensor as _subtensor
 from ..ops.reduce import argreduce, reduce
-from ..ops.shape import (alloc as _alloc, arange, broadcast_like, Concatenate, dimshuffle as _dimshuffle,
+from ..ops.shape import (alloc as _alloc, arange, broadcast_like, Concatenate, dimshuffle as _dimshuffle,  # noqa: F401
                          reshape as _reshape, shape_of)
 from ..options import config
-from ..types import TensorType, check_dtype, is_float, is_int, upcast
+from ..types import TensorType, check_dtype, is_float, upcast
 
 # --------------------------------------------------------------------------------------------
 # declarations
