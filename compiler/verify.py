@@ -1,9 +1,10 @@
 """theta.gradient.verify_grad: Theano's check of a symbolic gradient against finite differences.
 
-The function's output is projected on a random direction (so any output shape reduces to a
-scalar cost), the symbolic gradient of that cost is compared with a central finite difference
-along each input's coordinates... in Theano's formulation, one forward difference along a
-random direction per input, which is what we do: cheap for large inputs and still sensitive.
+As in Theano, the function's output is projected on a random tensor, so any output shape
+reduces to a scalar cost. For each input, the symbolic gradient of that cost, dotted with a
+random direction, is compared with the central finite difference of the cost along that
+direction: two extra evaluations per input however large it is, and a wrong entry anywhere
+in the gradient still shows.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def verify_grad(fun: Callable, pt: Sequence, n_tests: int = 2, rng=None, eps: fl
     o = np.asarray(f_out(*pt))
     for _ in range(n_tests):
         proj = rng.random(o.shape).astype(out.dtype) + 0.5
-        t_proj = T.constant_like(proj) if hasattr(T, "constant_like") else T.as_tensor_variable(proj)
+        t_proj = T.as_tensor_variable(proj)
         cost = T.sum(out * t_proj)
         grads = grad(cost, xs, disconnected_inputs="ignore")
         f_cost = function(xs, cost, backend=backend, on_unused_input="ignore")
