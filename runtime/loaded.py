@@ -106,10 +106,15 @@ def write_state(directory: pathlib.Path, state: dict[str, np.ndarray]) -> None:
 
 
 def load(path: str | os.PathLike, backend: str = "auto") -> LoadedFunction:
-    """Load a directory written by ``f.save(path)``."""
+    """Load a directory written by ``f.save(path)`` (inputs in, outputs out, updates applied to
+    the loaded state) or by ``f.program.save(path)`` (every input and shared value passed in,
+    outputs and update values returned)."""
     import json
     path = pathlib.Path(path)
     program = Program.load(path)
+    if not (path / "function.json").exists():
+        # A bare Program (f.program.save): every leaf is an input, every result an output.
+        return LoadedFunction(program, {}, len(program.leaves), backend, False, len(program.outputs))
     try:
         meta = json.loads((path / "function.json").read_text())
         with np.load(path / STATE, allow_pickle=False) as npz:

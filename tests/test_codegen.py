@@ -102,6 +102,18 @@ def test_program_save_load_roundtrip_and_tamper(tmp_path):
         theta.compiler.program.Program.load(tmp_path / "nothing-here")
 
 
+def test_bare_program_loads_as_a_callable(tmp_path):
+    x, W = T.fmatrix("x"), theta.shared(np.ones((3, 2), "float32"), name="W")
+    f = theta.function([x], T.tanh(T.dot(x, W)), updates=[(W, W * 2)], backend="emu")
+    xv = RNG.random((4, 3)).astype("float32")
+    want = f(xv)
+    f.program.save(tmp_path / "bare")
+    g = theta.load(tmp_path / "bare", backend="emu")
+    out, new_w = g(xv, np.ones((3, 2), "float32"))   # every leaf in; outputs and update values out
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    np.testing.assert_allclose(new_w, 2.0)
+
+
 def test_saved_training_step_runs_later(tmp_path):
     f, params, args = mlp_step()
     f(*args)
