@@ -19,12 +19,17 @@ def resident_epoch(mb, fn):
     return np.concatenate([fn(i) for i in mb.epoch()] or [np.zeros(0, "int32")])
 
 
+@pytest.fixture(params=["reference", "emu"])
+def backend(request):
+    return request.param
+
+
 @pytest.mark.parametrize("bs", [1, 5, 23, 30])
 @pytest.mark.parametrize("drop_last", [False, True])
-def test_resident_each_example_once_per_epoch(bs, drop_last):
-    mb = Minibatches(data(), bs, seed=3, drop_last=drop_last, resident=True)
+def test_resident_each_example_once_per_epoch(bs, drop_last, backend):
+    mb = Minibatches(data(), bs, seed=3, drop_last=drop_last, resident=True, backend=backend)
     i, y = T.lscalar("i"), T.ivector("y")
-    f = theta.function([i], y, givens=mb.givens({y: "y"}, i))
+    f = theta.function([i], y, givens=mb.givens({y: "y"}, i), backend=backend)
     for _ in range(3):
         seen = resident_epoch(mb, f)
         if drop_last:
@@ -33,10 +38,10 @@ def test_resident_each_example_once_per_epoch(bs, drop_last):
             assert sorted(seen.tolist()) == list(range(N))
 
 
-def test_rows_stay_aligned_across_arrays_after_shuffles():
-    mb = Minibatches(data(), 4, seed=0, resident=True)
+def test_rows_stay_aligned_across_arrays_after_shuffles(backend):
+    mb = Minibatches(data(), 4, seed=0, resident=True, backend=backend)
     i, x, y = T.lscalar("i"), T.fmatrix("x"), T.ivector("y")
-    f = theta.function([i], [x, y], givens=mb.givens({x: "x", y: "y"}, i))
+    f = theta.function([i], [x, y], givens=mb.givens({x: "x", y: "y"}, i), backend=backend)
     for _ in range(2):
         for k in mb.epoch():
             xb, yb = f(k)
@@ -54,11 +59,11 @@ def test_shuffles_are_reproducible_and_differ_between_epochs():
     assert not np.array_equal(ea1, np.arange(N))
 
 
-def test_resident_and_streamed_visit_the_same_order():
-    r = Minibatches(data(), 6, seed=11, resident=True)
-    s = Minibatches(data(), 6, seed=11, resident=False)
+def test_resident_and_streamed_visit_the_same_order(backend):
+    r = Minibatches(data(), 6, seed=11, resident=True, backend=backend)
+    s = Minibatches(data(), 6, seed=11, resident=False, backend=backend)
     i, y = T.lscalar("i"), T.ivector("y")
-    f = theta.function([i], y, givens=r.givens({y: "y"}, i))
+    f = theta.function([i], y, givens=r.givens({y: "y"}, i), backend=backend)
     for _ in range(2):
         np.testing.assert_array_equal(resident_epoch(r, f), np.concatenate([b["y"] for b in s.epoch()]))
 
@@ -71,10 +76,10 @@ def test_last_partial_batch_and_lengths():
     assert [len(b["y"]) for b in mb.epoch()] == [10, 10]
 
 
-def test_unshuffled_resident_batches_compile_once_per_batch_length():
-    mb = Minibatches(data(), 5, shuffle=False, resident=True)
+def test_unshuffled_resident_batches_compile_once_per_batch_length(backend):
+    mb = Minibatches(data(), 5, shuffle=False, resident=True, backend=backend)
     i, y = T.lscalar("i"), T.ivector("y")
-    f = theta.function([i], y, givens=mb.givens({y: "y"}, i))
+    f = theta.function([i], y, givens=mb.givens({y: "y"}, i), backend=backend)
     out = resident_epoch(mb, f)
     np.testing.assert_array_equal(out, np.arange(N))
     (spec,) = f._specs.values()
@@ -97,3 +102,10 @@ def test_bad_input():
         Minibatches({}, 2)
     with pytest.raises(InputError):
         Minibatches({"x": np.zeros((3, 2))}, 2, resident=False).givens({}, T.lscalar())
+
+
+def test_import_theta_never_needs_pycuda():
+    import subprocess
+    import sys
+    code = "import sys, theta, theta.tensor; import theta.runtime.cuda, theta.runtime.data; assert 'pycuda' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
