@@ -5,10 +5,21 @@ from ..compiler.errors import BackendError
 from ..compiler.options import CompileOptions
 
 
+_cuda_status: "tuple[bool, str] | None" = None
+
+
 def cuda_available() -> tuple[bool, str]:
-    """(usable, reason): a GPU and pycuda are both needed for the cuda backend."""
+    """(usable, reason): a GPU, pycuda and nvcc (kernels are compiled to cubins at load) are all
+    needed for the cuda backend. Probed once per process."""
+    global _cuda_status
+    if _cuda_status is None:
+        _cuda_status = _probe_cuda()
+    return _cuda_status
+
+
+def _probe_cuda() -> tuple[bool, str]:
     try:
-        import pycuda.driver as drv  # noqa: F401
+        import pycuda.driver as drv
     except Exception as e:  # ImportError, or a broken CUDA install raising at import
         return False, f"pycuda is not importable ({type(e).__name__}: {e})"
     try:
@@ -17,6 +28,9 @@ def cuda_available() -> tuple[bool, str]:
             return False, "no CUDA device is visible"
     except Exception as e:
         return False, f"the CUDA driver failed to initialize ({e})"
+    from .nvcc import find_nvcc
+    if find_nvcc() is None:
+        return False, "nvcc not found (looked at $THETA_NVCC, PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)"
     return True, "ok"
 
 
