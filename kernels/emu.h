@@ -200,6 +200,14 @@ class StackPool {
     mprotect(base, page, PROT_NONE);
     return static_cast<char*>(base) + page;
   }
+  // Unmaps every pooled stack. Called after each launch: every loaded module has its own pool,
+  // and a process that loads thousands of modules (a test suite) would otherwise keep thousands
+  // of idle stacks mapped and run out of memory mappings (vm.max_map_count).
+  void drain() {
+    Lock lock(mu_);
+    for (size_t i = 0; i < count_; ++i) unmap(free_[i], bytes_);
+    count_ = 0;
+  }
   void release(void* stack, size_t bytes) {
     Lock lock(mu_);
     if (bytes != bytes_) {  // the stack size changed: drop the old pool
@@ -746,6 +754,7 @@ inline int launch(dim3 grid, dim3 block, size_t shared_bytes, bool fibers, Kerne
   while (started + 1 < workers && pthread_create(&threads[started], nullptr, worker_main, &L) == 0) ++started;
   run_worker(&L);  // the launching thread is a worker too
   for (unsigned i = 0; i < started; ++i) pthread_join(threads[i], nullptr);
+  StackPool::instance().drain();  // stacks are reused across the launch's blocks, not kept after it
   return L.failed ? report(L.error, 2, errbuf, errlen) : 0;
 }
 
