@@ -9,7 +9,8 @@ through strides. Groups then merge along edges, as long as no cycle appears betw
 - elementwise -> reduction over the producer's shape (used by nothing else): the reduction's
   prologue, computed while reading;
 - reduction / dot / row-softmax -> elementwise over its output shape: the epilogue (bias add,
-  activation, the SGD update of a gradient), computed before writing.
+  activation, the SGD update of a gradient), computed before writing; elementwise producers
+  that only the epilogue reads join it too.
 """
 from __future__ import annotations
 
@@ -138,6 +139,11 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
                 and isinstance(p.main.op, EPILOGUE_HOSTS) and c.shape == p.main.type.shape \
                 and via.type.shape == c.shape:
             return "epilogue"
+        # an elementwise producer that only the epilogue reads (dot(x, W) + x*3): computed there too
+        if p.family == "elemwise" and c.family in ("reduce", "gemm", "softmax") and c.epilogue \
+                and any(via is i for n in c.epilogue for i in n.inputs) \
+                and p.shape == c.main.type.shape and only_read_by(p, c):
+            return "epilogue_input"
         return None
 
     def reads_own_result(p: Group, c: Group) -> bool:
@@ -172,6 +178,9 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
                         keep, gone = c, p
                     elif kind == "prologue":
                         c.prologue = _in_order(order, p.body)
+                        keep, gone = c, p
+                    elif kind == "epilogue_input":
+                        c.epilogue = _in_order(order, p.body + c.epilogue)
                         keep, gone = c, p
                     else:
                         p.epilogue = _in_order(order, p.epilogue + c.body)
