@@ -181,3 +181,11 @@ def test_templates_under_asan_and_nvcc(dtype, shape):
             source = "\n".join(k.source for k in f.kernels)
             for arch in ("sm_90", "sm_80"):
                 nvcc.compile_cubin(source, arch)
+
+
+def test_elementwise_producer_of_an_epilogue_joins_it():
+    x, W = T.fmatrix("x"), T.fmatrix("W")
+    f = theta.function([x, W], T.dot(x, W) + T.tanh(x) * 3.0, backend="emu")
+    xv, wv = RNG.random((5, 5)).astype("float32"), RNG.random((5, 5)).astype("float32")
+    np.testing.assert_allclose(f(xv, wv), xv @ wv + np.tanh(xv) * 3, rtol=1e-5)
+    assert [k.family for k in f.kernels] == ["gemm"]
