@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..compiler.errors import BackendError, DTypeError, ShapeError
+from ..compiler.layout import c_strides
 from ..compiler.program import Program
 
 _lock = threading.Lock()
@@ -443,7 +444,7 @@ class CudaExecutor:
         for o in prog.outputs:
             buf = prog.buffers[o.ref.buffer]
             offset = o.ref.offset + sum(scalars[slot] * coef for slot, coef in o.ref.dyn)
-            dense = buf.kind == "output" and offset == 0 and _c_strides(o.shape) == tuple(o.strides)
+            dense = buf.kind == "output" and offset == 0 and c_strides(o.shape) == tuple(o.strides)
             if dense and buf.index not in handed:
                 handed.add(buf.index)
                 outs.append(DeviceArray(o.shape, o.dtype, allocation=results[buf.index], rt=rt))
@@ -567,14 +568,6 @@ def prefetch_to_device(batches) -> "Iterator[dict]":
         close = getattr(it, "close", None)
         if close is not None:
             close()  # stop the source's producer thread when the consumer stops early
-
-
-def _c_strides(shape) -> tuple:
-    strides, acc = [], 1
-    for d in reversed(shape):
-        strides.append(acc)
-        acc *= max(d, 1)
-    return tuple(reversed(strides))
 
 
 class CudaProgram:

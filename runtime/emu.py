@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ..compiler.errors import BackendError, ShapeError
+from ..compiler.layout import c_strides
 from ..compiler.program import Program
 from .emu_build import EmuModule, KernelSig, Param
 
@@ -64,21 +65,13 @@ class EmuExecutor:
             a = arrays[o.ref.buffer]
             offset = o.ref.offset + sum(scalars[slot] * coef for slot, coef in o.ref.dyn)
             buf = prog.buffers[o.ref.buffer]
-            if buf.kind == "output" and offset == 0 and _c_strides(o.shape) == tuple(o.strides):
+            if buf.kind == "output" and offset == 0 and c_strides(o.shape) == tuple(o.strides):
                 outs.append(a.reshape(o.shape))
                 continue
             view = np.lib.stride_tricks.as_strided(a[offset:] if a.size else a, shape=o.shape,
                                                    strides=tuple(s * a.itemsize for s in o.strides), writeable=False)
             outs.append(np.array(view, copy=True))
         return outs
-
-
-def _c_strides(shape) -> tuple:
-    strides, acc = [], 1
-    for d in reversed(shape):
-        strides.append(acc)
-        acc *= max(d, 1)
-    return tuple(reversed(strides))
 
 
 class EmuProgram:
