@@ -140,8 +140,11 @@ class CudaRuntime:
         key = hashlib.sha256(source.encode()).hexdigest()
         mod = self.modules.get(key)
         if mod is None:
-            from .nvcc import compile_cubin
-            cubin = compile_cubin(source, self.arch)
+            from .nvcc import NvccError, compile_cubin
+            try:
+                cubin = compile_cubin(source, self.arch)
+            except NvccError as e:  # a theta bug, shown with the failing source line
+                raise BackendError(f"nvcc could not build this program's kernels for {self.arch}:\n{e}") from e
             with self.active():
                 mod = self.modules[key] = self.drv.module_from_buffer(cubin)
         return mod

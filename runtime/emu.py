@@ -15,7 +15,7 @@ import numpy as np
 from ..compiler.errors import BackendError, ShapeError
 from ..compiler.layout import c_strides
 from ..compiler.program import Program
-from .emu_build import EmuModule, KernelSig, Param
+from .emu_build import EmuCompileError, EmuLaunchError, EmuModule, KernelSig, Param
 
 
 class EmuExecutor:
@@ -26,7 +26,10 @@ class EmuExecutor:
         self.asan = asan
         source = "\n".join(k.source for k in program.kernels)
         sigs = [KernelSig(k.name, tuple(Param(p.name, p.ctype) for p in k.params)) for k in program.kernels]
-        self.module = EmuModule(source, sigs, asan=asan) if program.kernels else None
+        try:
+            self.module = EmuModule(source, sigs, asan=asan) if program.kernels else None
+        except EmuCompileError as e:  # a theta bug, shown with the failing source line
+            raise BackendError(f"emu could not build this program's kernels:\n{e}") from e
         self._arena = np.zeros(max(program.arena_bytes, 1), dtype=np.uint8)
         self._consts = [np.ascontiguousarray(c) for c in program.constants]
 
@@ -58,7 +61,10 @@ class EmuExecutor:
 
         for k in prog.kernels:
             args = [pointer(b.ref) if b.kind == "ptr" else scalars[b.slot] for b in k.bindings]
-            self.module.launch(k.name, k.grid, k.block, args, k.shared_bytes)
+            try:
+                self.module.launch(k.name, k.grid, k.block, args, k.shared_bytes)
+            except EmuLaunchError as e:
+                raise BackendError(f"kernel {k.name} ({k.family}) failed on emu: {e}") from e
 
         outs = []
         for o in prog.outputs:

@@ -189,3 +189,17 @@ def test_elementwise_producer_of_an_epilogue_joins_it():
     xv, wv = RNG.random((5, 5)).astype("float32"), RNG.random((5, 5)).astype("float32")
     np.testing.assert_allclose(f(xv, wv), xv @ wv + np.tanh(xv) * 3, rtol=1e-5)
     assert [k.family for k in f.kernels] == ["gemm"]
+
+
+def test_kernel_failures_reach_the_user_as_backend_errors(monkeypatch):
+    from theta.compiler import codegen
+    x = T.fvector("x")
+    f = theta.function([x], T.exp(x) + 1, backend="emu")
+    real_render = codegen.render
+
+    def broken(template, **context):   # a template bug: the C no longer compiles
+        return real_render(template, **context).replace("extern \"C\"", "extern \"C\" this is not C", 1)
+
+    monkeypatch.setattr(codegen, "render", broken)
+    with pytest.raises(theta.errors.BackendError, match="could not build"):
+        f(np.ones(3, "float32"))
