@@ -10,7 +10,6 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
-from .ops import scalar as S
 
 CTYPES = {
     "bool": "bool", "int8": "signed char", "int16": "short", "int32": "int", "int64": "long long",
@@ -154,5 +153,3 @@ def print_statements(expr: sp.Expr, names: dict, out: str, dtype: str, tmp_prefi
     lines.append(f"const {ctype} {out} = ({ctype})({printer.doprint(body)});")
     return lines
 
-
-_ = S

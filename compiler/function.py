@@ -16,7 +16,6 @@ from .errors import DTypeError, GraphError, InputError, ShapeError, ThetaError, 
 from .graph import Variable, rebuild, toposort, user_stacklevel
 from .options import CompileOptions
 from .shared import SharedVariable
-from .types import check_dtype
 
 
 @dataclasses.dataclass
@@ -377,5 +376,3 @@ def function(inputs, outputs=None, updates=None, givens=None, name: str | None =
         raise InputError(f"theta.function got unknown keyword argument(s): {', '.join(sorted(unknown))}")
     return Function(inputs, outputs, updates, givens, name, on_unused_input, backend, allow_input_downcast)
 
-
-_ = check_dtype

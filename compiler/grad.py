@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DisconnectedInputError, GraphError, describe
-from .graph import Op, Variable, constant, rebuild, toposort, user_stacklevel
+from .graph import Op, Variable, rebuild, toposort, user_stacklevel
 from .types import TensorType, is_float
 
 
@@ -166,5 +166,3 @@ def jacobian(expression: Variable, wrt):
     out = [stack(list(r)) for r in per_wrt]
     return out[0] if single else out
 
-
-_ = constant  # re-exported for callers building seeds

@@ -187,7 +187,6 @@ def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scala
     outputs = list(outputs)
     lays = layouts(outputs)
     groups = fuse(outputs, lays)
-    used = {id(v) for v in toposort(outputs)}
     plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs)
     kernels: list[Kernel] = []
     for g in groups:
@@ -197,7 +196,6 @@ def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scala
     for o in outputs:
         lay = lays[id(o)]
         out_specs.append(OutputSpec(o.dtype, o.type.shape, lay.strides, ref_of(lay, plan)))
-    _ = used
     return Program(kernels, plan.buffers, plan.arena_bytes, plan.naive_bytes,
                    [IOSpec(name, v.dtype, v.type.shape) for name, v in zip(_unique_names(leaves), leaves)],
                    [v.name or f"scalar{k}" for k, v in enumerate(scalars)], out_specs,
