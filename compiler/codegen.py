@@ -46,8 +46,9 @@ class Param:
 
 @dataclasses.dataclass(frozen=True)
 class Binding:
-    """What the runtime passes for one parameter: a pointer (Ref) or a runtime scalar slot."""
-    kind: str                 # "ptr" | "scalar"
+    """What the runtime passes for one parameter: a pointer (Ref), a runtime scalar slot, or
+    the status word the kernel reports bad input in."""
+    kind: str                 # "ptr" | "scalar" | "status"
     ref: Ref | None = None
     slot: int = -1
 
@@ -83,8 +84,9 @@ class Kernel:
 class KernelBuilder:
     """Hands out parameters for one kernel and renders it."""
 
-    def __init__(self, name: str, family: str, plan: Plan, lays: dict) -> None:
+    def __init__(self, name: str, family: str, plan: Plan, lays: dict, code: int = 0) -> None:
         self.name, self.family, self.plan, self.lays = name, family, plan, lays
+        self.code = code  # what this group's kernels write into the status word on bad input
         self.params: list[Param] = []
         self.bindings: list[Binding] = []
         self._by_key: dict = {}
@@ -113,10 +115,23 @@ class KernelBuilder:
             self._by_key[key] = name
         return self._by_key[key]
 
+    def status(self) -> str:
+        """A parameter pointing at the program's status word, for kernels that can meet bad
+        input (an index out of range): they call ``theta_report(status, code)``."""
+        key = ("status",)
+        if key not in self._by_key:
+            self.params.append(Param("status", "int*"))
+            self.bindings.append(Binding("status"))
+            self._by_key[key] = "status"
+        return "status"
+
     def kernel(self, template: str, grid, block, shared_bytes: int = 0, **context) -> Kernel:
-        """Render ``template`` with the kernel's name, parameters, launch shape and ``context``."""
+        """Render ``template`` with the kernel's name, parameters, launch shape, status word
+        (``status_param``/``status_code``) and ``context``."""
+        status = self._by_key.get(("status",))
         source = render(template, name=self.name, params=self.params, grid=_dim3(grid), block=_dim3(block),
-                        threads=_dim3(block)[0] * _dim3(block)[1] * _dim3(block)[2], **context)
+                        threads=_dim3(block)[0] * _dim3(block)[1] * _dim3(block)[2],
+                        status_param=status, status_code=self.code, **context)
         return Kernel(self.name, self.family, source, list(self.params), list(self.bindings),
                       _dim3(grid), _dim3(block), shared_bytes)
 

@@ -148,6 +148,18 @@ class Program:
             raise ArtifactError(f"{path}: malformed program ({type(e).__name__}: {e})") from e
 
 
+def raise_status(program: "Program", status: int) -> None:
+    """Raise the error a kernel reported in the status word (0: none)."""
+    if not status:
+        return
+    from .errors import IndexingError
+    k = program.kernels[status - 1] if 0 < status <= len(program.kernels) else None
+    where = f"kernel {k.name} ({k.family})" if k else f"a kernel (status {status})"
+    raise IndexingError(f"{where} met an index out of range (an advanced index, or a crossentropy label "
+                        "outside [0, classes)); nothing was updated. The reference backend "
+                        "(backend='reference') names the offending value.")
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -190,7 +202,8 @@ def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scala
     plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs)
     kernels: list[Kernel] = []
     for g in groups:
-        kernels += lower_group(g, f"theta_k{len(kernels)}_{g.family}", plan, lays)
+        # status code k+1 names kernel k (the group's first) when a kernel reports bad input
+        kernels += lower_group(g, f"theta_k{len(kernels)}_{g.family}", plan, lays, code=len(kernels) + 1)
     consts = [v for v in toposort(outputs) if v.is_constant]
     out_specs = []
     for o in outputs:

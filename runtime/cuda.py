@@ -32,7 +32,7 @@ import numpy as np
 
 from ..compiler.errors import BackendError, DTypeError, ShapeError
 from ..compiler.layout import c_strides
-from ..compiler.program import Program
+from ..compiler.program import Program, raise_status
 
 _lock = threading.Lock()
 _runtime: "CudaRuntime | None" = None
@@ -353,6 +353,7 @@ class CudaExecutor:
             self.arena = rt.allocate(program.arena_bytes, f"the arena of a {len(program.kernels)}-kernel program "
                                                           f"({program.arena_bytes} bytes)")
             self.consts = [DeviceArray.from_host(np.asarray(c), rt) for c in program.constants]
+            self.status = rt.allocate(4, "the status word")
 
     def run_values(self, leaf_values: Sequence, scalar_values: Sequence[int]) -> list:
         return self._run_values(leaf_values, scalar_values)
@@ -365,7 +366,10 @@ class CudaExecutor:
             keep: list = []  # host arrays and allocations that must live until the step is done
             try:
                 outs = self._step(leaf_values, scalar_values, keep, events)
+                status = np.zeros(1, dtype=np.int32)
+                rt.drv.memcpy_dtoh_async(status, int(self.status), rt.stream)
                 rt.stream.synchronize()  # outputs complete, and nothing in flight reads `keep`
+                raise_status(prog, int(status[0]))
             except BaseException:
                 try:
                     rt.stream.synchronize()  # before `keep` goes back to the pool / is freed
@@ -432,8 +436,16 @@ class CudaExecutor:
             offset = ref.offset + sum(scalars[slot] * coef for slot, coef in ref.dyn)
             return base[ref.buffer] + offset * item[ref.buffer]
 
+        # the status word a kernel reports bad input in: cleared before the launches
+        rt.drv.memset_d32_async(int(self.status), 0, 1, rt.stream)
+
+        def arg(b):
+            if b.kind == "ptr":
+                return address(b.ref)
+            return int(self.status) if b.kind == "status" else scalars[b.slot]
+
         for k, fn, (grid, block) in zip(prog.kernels, self.functions, self._shapes):
-            args = [address(b.ref) if b.kind == "ptr" else scalars[b.slot] for b in k.bindings]
+            args = [arg(b) for b in k.bindings]
             if events is not None:
                 start, end = rt.event(timing=True), rt.event(timing=True)
                 start.record(rt.stream)

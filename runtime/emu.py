@@ -14,7 +14,7 @@ import numpy as np
 
 from ..compiler.errors import BackendError, ShapeError
 from ..compiler.layout import c_strides
-from ..compiler.program import Program
+from ..compiler.program import Program, raise_status
 from .emu_build import EmuCompileError, EmuLaunchError, EmuModule, KernelSig, Param
 
 
@@ -59,13 +59,21 @@ class EmuExecutor:
             # a 1-d view starting at the element the parameter points at
             return arrays[ref.buffer][ref.offset + sum(scalars[slot] * coef for slot, coef in ref.dyn):]
 
+        status = np.zeros(1, dtype=np.int32)  # a kernel that meets bad input reports it here
+
+        def arg(b):
+            if b.kind == "ptr":
+                return pointer(b.ref)
+            return status if b.kind == "status" else scalars[b.slot]
+
         for k in prog.kernels:
-            args = [pointer(b.ref) if b.kind == "ptr" else scalars[b.slot] for b in k.bindings]
+            args = [arg(b) for b in k.bindings]
             try:
                 self.module.launch(k.name, k.grid, k.block, args, k.shared_bytes)
             except EmuLaunchError as e:
                 raise BackendError(f"kernel {k.name} ({k.family}) failed on emu: {e}") from e
 
+        raise_status(prog, int(status[0]))
         outs = []
         for o in prog.outputs:
             a = arrays[o.ref.buffer]

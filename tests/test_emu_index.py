@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import theta
+from theta.errors import IndexingError
 import theta.tensor as T
 from theta.compiler.graph import Variable
 from theta.compiler.ops.args import Adv, Arg
@@ -230,22 +231,24 @@ def test_concatenate(dtype, rng):
     assert count(f, args, "concat") == len(outs)
 
 
-# -- documented behaviour where NumPy raises -------------------------------------------------
+# -- indices out of range: NumPy raises, so do the kernels ------------------------------------
 
-def test_out_of_range_indices_are_contained(float64, rng):
-    """The reference raises; a kernel cannot (yet): a gather clamps the index into its axis, a
-    scatter drops the update. Neither touches memory outside its buffers."""
+@pytest.mark.parametrize("which", ["gather", "scatter"])
+def test_out_of_range_indices_raise_and_stay_contained(which, float64, rng):
+    """A kernel reports an out-of-range index in the program's status word and the runtime
+    raises IndexingError; under AddressSanitizer no access leaves its buffer on the way."""
+    theta.config.emu_asan = True
     x = rng.standard_normal((4, 3))
-    idx = np.array([1, 7, -9, 3], dtype="int64")
     y = rng.standard_normal((4, 3))
-    X, I, Y = sym("x", x), sym("idx", idx), sym("y", y)
-    f = theta.function([X, I, Y], [X[I], T.inc_subtensor(X[I], Y)], backend="emu")
-    gathered, scattered = f(x, idx, y)
-    np.testing.assert_array_equal(gathered, x[np.clip(idx, 0, 3)])
-    want = x.copy()
-    want[1] += y[0]
-    want[3] += y[3]
-    np.testing.assert_array_equal(scattered, want)
+    X, I, Y = sym("x", x), sym("idx", np.zeros(4, "int64")), sym("y", y)
+    out = X[I] if which == "gather" else T.inc_subtensor(X[I], Y)
+    f = theta.function([X, I, Y], out, backend="emu", on_unused_input="ignore")
+    good = np.array([1, 3, -4, 0], dtype="int64")
+    want = theta.function([X, I, Y], out, on_unused_input="ignore")(x, good, y)
+    np.testing.assert_array_equal(f(x, good, y), want)
+    for bad in ([1, 7, 0, 3], [0, -9, 1, 2]):
+        with pytest.raises(IndexingError, match="out of range"):
+            f(x, np.array(bad, dtype="int64"), y)
 
 
 def test_index_from_a_tensor_value(rng):

@@ -4,8 +4,8 @@ Every op of compiler/ops/nnet.py is compiled with backend='emu' and compared wit
 reference backend on the same inputs: many shapes (size-1 rows and columns, rows shorter and
 longer than a warp, rows longer than a block), float32 and float64, strided inputs (a
 transposed, a sliced and a reversed matrix, a broadcast gradient), the numerically hard rows
-(huge spreads, -inf, +inf, NaN), out-of-range labels (NaN rows), fused epilogues, and the
-Theano idiom categorical_crossentropy(softmax(z), y).mean() with its gradient. The lowering's
+(huge spreads, -inf, +inf, NaN), out-of-range labels (an IndexingError), fused epilogues, and
+the Theano idiom categorical_crossentropy(softmax(z), y).mean() with its gradient. The lowering's
 tuning knobs are monkeypatched to force each code path (warp or block per row, row cached in
 registers or re-read with an online max, a single block looping over all rows) on small
 shapes. Every rendered kernel also goes through nvcc for sm_80 and sm_90.
@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import theta
+from theta.errors import IndexingError
 import theta.tensor as T
 from theta.compiler.lowering import softmax as lowering
 from theta.compiler.ops.nnet import (CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad, LogSoftmax, Softmax,
@@ -189,23 +190,19 @@ def test_stable_rows(path: str, rng: np.random.Generator, monkeypatch) -> None:
     assert np.isnan(got[0][8]).all() and np.isnan(got[0][9]).all() and np.isnan(got[0][10]).all()
 
 
-def test_out_of_range_labels_give_nan_rows(rng: np.random.Generator) -> None:
-    """Labels outside [0, K) are never used as indices: that row's loss and gradient are NaN
-    (the reference backend raises IndexingError instead)."""
+def test_out_of_range_labels_raise(rng: np.random.Generator) -> None:
+    """Labels outside [0, K) are never used as indices (AddressSanitizer checks it) and are
+    reported: the runtime raises IndexingError, as the reference backend does."""
+    theta.config.emu_asan = True
     x = rng.standard_normal((6, 5)).astype("float32")
     gl = rng.standard_normal(6).astype("float32")
-    bad = np.array([0, -1, 4, 5, 1 << 30, 2], dtype="int32")
     xs, ys, gs = T.fmatrix("x"), T.ivector("y"), T.fvector("gl")
-    emu = theta.function([xs, ys, gs], [CrossentropySoftmaxInt()(xs, ys), CrossentropySoftmaxIntGrad()(gs, xs, ys)],
-                         backend="emu")
-    ref = theta.function([xs, ys, gs], [CrossentropySoftmaxInt()(xs, ys), CrossentropySoftmaxIntGrad()(gs, xs, ys)],
-                         backend="reference")
-    loss, grad = emu(x, bad, gl)
-    ok = (bad >= 0) & (bad < 5)
-    want_loss, want_grad = ref(x, np.where(ok, bad, 0).astype("int32"), gl)
-    assert np.isnan(loss[~ok]).all() and np.isnan(grad[~ok]).all()
-    np.testing.assert_allclose(loss[ok], want_loss[ok], rtol=1e-5)
-    np.testing.assert_allclose(grad[ok], want_grad[ok], rtol=1e-5, atol=1e-7)
+    for op in (lambda: CrossentropySoftmaxInt()(xs, ys), lambda: CrossentropySoftmaxIntGrad()(gs, xs, ys)):
+        f = theta.function([xs, ys, gs], op(), backend="emu", on_unused_input="ignore")
+        f(x, np.array([0, 1, 4, 2, 3, 0], dtype="int32"), gl)
+        for bad in ([0, -1, 4, 2, 3, 0], [0, 5, 4, 2, 3, 0], [1 << 30, 1, 1, 1, 1, 1]):
+            with pytest.raises(IndexingError, match="out of range"):
+                f(x, np.array(bad, dtype="int32"), gl)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

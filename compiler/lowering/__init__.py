@@ -22,8 +22,9 @@ LOWERERS = {
 }
 
 
-def lower_group(group: Group, name: str, plan: Plan, lays: dict) -> list[Kernel]:
+def lower_group(group: Group, name: str, plan: Plan, lays: dict, code: int = 0) -> list[Kernel]:
+    """Kernels for ``group``; ``code`` is what they report in the status word on bad input."""
     lower = LOWERERS.get(group.family)
     if lower is None:
         raise NotImplementedError(f"no lowering for the {group.family} family ({group})")
-    return lower(group, KernelBuilder(name, group.family, plan, lays))
+    return lower(group, KernelBuilder(name, group.family, plan, lays, code))

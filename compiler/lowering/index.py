@@ -151,6 +151,8 @@ def lower_gather(group: Group, kb: KernelBuilder) -> list[Kernel]:
     empty_source = size(x.type.shape) == 0   # only reachable with out-of-range indices
     src = kb.pointer(x) if not empty_source else None
     out = kb.pointer(node, write=True, prefix="out")
+    if region.advs or any(r["deref"] and r["point"] for r in region.runtime):
+        kb.status()
     return [kb.kernel("gather.cu.j2", grid_for(n), BLOCK, n=n, index_t=index_type(n, region.extent),
                       ctype=CTYPES[node.dtype], out=out, src=src, empty_source=empty_source,
                       dims=region.dims, offset=region.offset, runtime=region.runtime,
@@ -231,6 +233,8 @@ def lower_scatter(group: Group, kb: KernelBuilder) -> list[Kernel]:
         mode = "atomic_add" if has_adv else "add"
     out = kb.pointer(node, write=True, prefix="out")
     yparam = kb.pointer(y)
+    if region.advs or any(r["deref"] and r["point"] for r in region.runtime):
+        kb.status()
     kernels.append(kb.kernel("scatter.cu.j2", grid_for(m), BLOCK, n=m,
                              index_t=index_type(m, region.extent, _extent(ylay.shape, ylay.strides)),
                              ctype=CTYPES[node.dtype], out=out, y=yparam,

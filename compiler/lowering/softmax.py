@@ -127,6 +127,8 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
         if operand is not None:
             extents.append(abs(operand["rs"]) * n_rows)
 
+    if label is not None:
+        kb.status()  # an out-of-range label is reported, as the reference raises
     return [kb.kernel("softmax.cu.j2", grid, threads, op=op, ctype=ctype, n_rows=n_rows, k=k,
                       warp_mode=warp_mode, lanes=lanes, segs=segs, rows_per_block=rows_per_block,
                       warps=threads // WARP, elems=elems, cache=cache, index_t=index_type(*extents),
