@@ -55,9 +55,11 @@ class EmuExecutor:
                 arrays.append(self._arena[buf.arena_offset:buf.arena_offset + buf.nbytes].view(buf.dtype))
         scalars = [int(s) for s in scalar_values]
 
-        def pointer(ref) -> np.ndarray:
-            # a 1-d view starting at the element the parameter points at
-            return arrays[ref.buffer][ref.offset + sum(scalars[slot] * coef for slot, coef in ref.dyn):]
+        def pointer(ref) -> tuple:
+            # (buffer, byte offset of the element the parameter points at): the kernel may read
+            # before it through negative strides, so the whole buffer is the extent
+            a = arrays[ref.buffer]
+            return a, (ref.offset + sum(scalars[slot] * coef for slot, coef in ref.dyn)) * a.itemsize
 
         status = np.zeros(1, dtype=np.int32)  # a kernel that meets bad input reports it here
 

@@ -257,6 +257,10 @@ def _pack(spec: _ArgSpec, param: Param, value: Any) -> Any:
     if spec.pointer:
         if value is None:
             return ctypes.c_void_p(None)
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], np.ndarray):
+            base, byte_offset = value  # a pointer into an array: it may read before it (negative strides)
+            _check_array(spec, param, base)
+            return ctypes.c_void_p(base.ctypes.data + int(byte_offset))
         if isinstance(value, np.ndarray):
             _check_array(spec, param, value)
             return ctypes.c_void_p(value.ctypes.data)
@@ -414,23 +418,29 @@ def _asan_job(sig: KernelSig, specs: Sequence[_ArgSpec], args: Sequence[Any],
     for i, (spec, p, a) in enumerate(zip(specs, sig.params, args)):
         if spec.pointer and a is None:
             job_args[i] = {"null": True}
+        elif spec.pointer and isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], np.ndarray):
+            # (array, byte offset): the whole array is the region, so accesses before the
+            # pointer (negative strides) stay inside it
+            base, byte_offset = a
+            _check_array(spec, p, base)
+            spans.append((base.ctypes.data, base.ctypes.data + base.nbytes, i, spec.writable, int(byte_offset)))
         elif spec.pointer:
             if not isinstance(a, np.ndarray):
                 raise TypeError(f"asan launches take arrays (views are fine) for pointer arguments ({p.name} got "
                                 f"{type(a).__name__}): an address has no extent to copy into the child process")
             _check_array(spec, p, a)
-            spans.append((a.ctypes.data, a.ctypes.data + a.nbytes, i, spec.writable))
+            spans.append((a.ctypes.data, a.ctypes.data + a.nbytes, i, spec.writable, 0))
         else:
             _pack(spec, p, a)  # type and range errors are raised here, not in the child
             job_args[i] = {"scalar": a.item() if isinstance(a, (np.generic, np.ndarray)) else a}
     regions: list[list[Any]] = []  # [lo, hi, writeback]
-    for start, end, i, writable in sorted(spans):
+    for start, end, i, writable, byte_offset in sorted(spans):
         if regions and start < regions[-1][1]:  # overlaps the previous region: merge
             regions[-1][1] = max(regions[-1][1], end)
             regions[-1][2] |= writable
         else:
             regions.append([start, end, writable])
-        job_args[i] = {"region": len(regions) - 1, "offset": start - regions[-1][0]}
+        job_args[i] = {"region": len(regions) - 1, "offset": start - regions[-1][0] + byte_offset}
     for g, (lo, hi, _) in enumerate(regions):
         with open(os.path.join(tmp, f"region{g}.bin"), "wb") as f:
             f.write(ctypes.string_at(lo, hi - lo))  # every byte lies in one of the arrays

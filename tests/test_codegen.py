@@ -203,3 +203,15 @@ def test_kernel_failures_reach_the_user_as_backend_errors(monkeypatch):
     monkeypatch.setattr(codegen, "render", broken)
     with pytest.raises(theta.errors.BackendError, match="could not build"):
         f(np.ones(3, "float32"))
+
+
+def test_asan_accepts_views_read_backwards():
+    """Negative strides read before a view's first element, inside its buffer: under
+    AddressSanitizer that is not an overflow (the whole buffer is the extent)."""
+    theta.config.emu_asan = True
+    x = T.fmatrix("x")
+    f = theta.function([x], [T.sum(x[3:, ::-3], axis=1), T.exp(x[::-1, ::-2])], backend="emu")
+    xv = RNG.random((7, 8)).astype("float32")
+    a, b = f(xv)
+    np.testing.assert_allclose(a, xv[3:, ::-3].sum(1), rtol=1e-5)
+    np.testing.assert_allclose(b, np.exp(xv[::-1, ::-2]), rtol=1e-6)
