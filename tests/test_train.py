@@ -36,3 +36,9 @@ def test_cli_bad_argument_is_a_clean_error():
 
 def test_floatx_restored():
     assert theta.config.floatX == "float32"
+
+
+def test_cli_rejects_nonsense_numbers():
+    for args in (["--epochs", "0"], ["--batch-size", "-3"], ["--lr", "0"]):
+        out = subprocess.run([sys.executable, "-m", "theta", "train", *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and "must be" in out.stderr

@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(run=_train)
     args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "hidden"):
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if getattr(args, "lr", None) is not None and not args.lr > 0:
+        parser.error("--lr must be positive")
     try:
         return args.run(args)
     except ThetaError as e:
