@@ -38,6 +38,10 @@ def _tree(roots: Sequence[Variable], out, print_type: bool) -> None:
             return repr(v)
         if v.is_leaf:
             return v.name or "<input>"
+        expr = getattr(v.op, "expr", None)
+        if expr is not None and getattr(v.op, "name", None):
+            # the scalar expression too: after rewrites a node named "log" may compute -softplus(x0)
+            return f"{v.op.name}{{{expr}}}"
         return str(v.op)
 
     def visit(v: Variable, depth: int) -> None:
