@@ -200,9 +200,10 @@ class StackPool {
     mprotect(base, page, PROT_NONE);
     return static_cast<char*>(base) + page;
   }
-  // Unmaps every pooled stack. Called after each launch: every loaded module has its own pool,
-  // and a process that loads thousands of modules (a test suite) would otherwise keep thousands
-  // of idle stacks mapped and run out of memory mappings (vm.max_map_count).
+  // Unmaps every pooled stack. Every loaded module has its own pool, and a process that loads
+  // thousands of modules (a test suite) would run out of memory mappings (vm.max_map_count) if
+  // each kept its stacks: the Python side drains a module's pool when another module launches
+  // (theta_emu_drain), so at most one module keeps warm stacks between launches.
   void drain() {
     Lock lock(mu_);
     for (size_t i = 0; i < count_; ++i) unmap(free_[i], bytes_);
@@ -754,7 +755,6 @@ inline int launch(dim3 grid, dim3 block, size_t shared_bytes, bool fibers, Kerne
   while (started + 1 < workers && pthread_create(&threads[started], nullptr, worker_main, &L) == 0) ++started;
   run_worker(&L);  // the launching thread is a worker too
   for (unsigned i = 0; i < started; ++i) pthread_join(threads[i], nullptr);
-  StackPool::instance().drain();  // stacks are reused across the launch's blocks, not kept after it
   return L.failed ? report(L.error, 2, errbuf, errlen) : 0;
 }
 

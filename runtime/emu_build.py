@@ -34,6 +34,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -305,6 +306,8 @@ def _env_int(name: str, default: int) -> int:
 # --------------------------------------------------------------------------- the module
 
 def _bind(lib: ctypes.CDLL, kernels: Sequence[KernelSig]) -> tuple[Any, dict[str, Any]]:
+    lib.theta_emu_drain.restype = None
+    lib.theta_emu_drain.argtypes = []
     configure = lib.theta_emu_configure
     configure.restype = None
     configure.argtypes = [ctypes.c_uint, ctypes.c_size_t, ctypes.c_int]
@@ -354,9 +357,10 @@ class EmuModule:
         self.rendered = render_source(source, list(kernels), fibers=self.fibers)
         self.flags = (*BASE_FLAGS, opt, *(ASAN_FLAGS if asan else ()), *extra_flags)
         self.path = _compile(self.rendered, source, self.flags, cache or default_cache())
-        self._configure = self._launchers = None
+        self._configure = self._launchers = self._lib = None
         if not asan:  # an ASan library only loads into a process that preloads the ASan runtime
-            self._configure, self._launchers = _bind(ctypes.CDLL(str(self.path)), list(kernels))
+            self._lib = ctypes.CDLL(str(self.path))
+            self._configure, self._launchers = _bind(self._lib, list(kernels))
 
     def _config(self) -> tuple[int, int, int]:
         return self.workers, self.stack_bytes, int(self.exited_threads_arrive)
@@ -374,9 +378,26 @@ class EmuModule:
         if self.asan:
             return self._launch_asan(sig, g, b, args, shared_bytes)
         values = [_pack(spec, p, a) for spec, p, a in zip(self._specs[name], sig.params, args)]
+        self._take_stacks()
         rc, message = _call(self._configure, self._launchers[name], self._config(), g, b, shared_bytes, values)
         if rc != 0:
             raise EmuLaunchError(f"{name}<<<{g}, {b}>>>: {message}")
+
+    # The module whose fiber-stack pool is warm. Each module keeps its stacks between its own
+    # launches (no page faults on fresh stacks every launch); when another module launches, the
+    # previous one's stacks are unmapped, so thousands of loaded modules never hold thousands
+    # of idle pools.
+    _warm: "EmuModule | None" = None
+    _warm_lock = threading.Lock()
+
+    def _take_stacks(self) -> None:
+        with EmuModule._warm_lock:
+            previous = EmuModule._warm
+            if previous is self:
+                return
+            EmuModule._warm = self
+        if previous is not None and previous._lib is not None:
+            previous._lib.theta_emu_drain()
 
     def _launch_asan(self, sig: KernelSig, grid: tuple[int, int, int], block: tuple[int, int, int],
                      args: Sequence[Any], shared_bytes: int) -> None:
