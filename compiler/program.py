@@ -115,8 +115,9 @@ class Program:
         path = pathlib.Path(path)
         try:
             manifest = json.loads((path / "manifest.json").read_text())
-        except FileNotFoundError as e:
-            raise ArtifactError(f"{path} is not a saved theta program (no manifest.json)") from e
+        except OSError as e:  # missing, not a directory, unreadable
+            raise ArtifactError(f"{path} is not a saved theta program (cannot read {path}/manifest.json: "
+                                f"{e.strerror or e})") from e
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ArtifactError(f"{path}/manifest.json is corrupt: {e}") from e
         try:

@@ -8,6 +8,7 @@ arena sized by the Program's buffer plan.
 """
 from __future__ import annotations
 
+import shutil
 from typing import Sequence
 
 import numpy as np
@@ -26,6 +27,10 @@ class EmuExecutor:
         self.asan = asan
         source = "\n".join(k.source for k in program.kernels)
         sigs = [KernelSig(k.name, tuple(Param(p.name, p.ctype) for p in k.params)) for k in program.kernels]
+        from .emu_build import CXX
+        if program.kernels and shutil.which(CXX) is None:
+            raise BackendError(f"the emu backend compiles kernels with {CXX}, which is not on PATH here; "
+                               "install it (Debian: apt-get install g++) or use backend='reference'")
         try:
             self.module = EmuModule(source, sigs, asan=asan) if program.kernels else None
         except EmuCompileError as e:  # a theta bug, shown with the failing source line

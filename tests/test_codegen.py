@@ -100,6 +100,9 @@ def test_program_save_load_roundtrip_and_tamper(tmp_path):
         theta.compiler.program.Program.load(path)
     with pytest.raises(ArtifactError):
         theta.compiler.program.Program.load(tmp_path / "nothing-here")
+    (tmp_path / "a-file").write_text("not a program")
+    with pytest.raises(ArtifactError, match="not a saved theta program"):
+        theta.load(tmp_path / "a-file")
 
 
 def test_bare_program_loads_as_a_callable(tmp_path):
@@ -215,3 +218,13 @@ def test_asan_accepts_views_read_backwards():
     a, b = f(xv)
     np.testing.assert_allclose(a, xv[3:, ::-3].sum(1), rtol=1e-5)
     np.testing.assert_allclose(b, np.exp(xv[::-1, ::-2]), rtol=1e-6)
+
+
+def test_emu_without_a_compiler_is_a_clear_error(monkeypatch):
+    import shutil
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "g++" else real_which(name, *a, **k))
+    x = T.fvector("x")
+    f = theta.function([x], T.exp(x) * 3 + 1, backend="emu")
+    with pytest.raises(theta.errors.BackendError, match="not on PATH"):
+        f(np.ones(3, "float32"))
