@@ -16,6 +16,7 @@ import jinja2
 import numpy as np
 
 from .cprint import CTYPES, print_statements
+from .errors import InternalError, describe
 from .graph import Variable
 from .layout import Layout
 from .ops import scalar as S
@@ -84,8 +85,9 @@ class Kernel:
 class KernelBuilder:
     """Hands out parameters for one kernel and renders it."""
 
-    def __init__(self, name: str, family: str, plan: Plan, lays: dict, code: int = 0) -> None:
+    def __init__(self, name: str, family: str, plan: Plan, lays: dict, code: int = 0, group=None) -> None:
         self.name, self.family, self.plan, self.lays = name, family, plan, lays
+        self.group = group  # the fused group being lowered, named in internal errors
         self.code = code  # what this group's kernels write into the status word on bad input
         self.params: list[Param] = []
         self.bindings: list[Binding] = []
@@ -96,6 +98,14 @@ class KernelBuilder:
 
     def pointer(self, var: Variable, write: bool = False, prefix: str = "p") -> str:
         """A parameter pointing at the first element of ``var`` (read through its layout's strides)."""
+        base = self.lays[id(var)].base
+        if id(base) not in self.plan.buffer_of:
+            # fusion computed this value inside some kernel and never wrote it to memory
+            raise InternalError(
+                f"kernel {self.name} ({self.group or self.family}) needs {describe(var)} from memory, "
+                f"but the buffer plan does not materialize "
+                f"{'it' if base is var else 'the value it views, ' + describe(base)}: "
+                f"fusion and lowering disagree (a theta bug; please report it with this graph)")
         ref = ref_of(self.lays[id(var)], self.plan)
         key = ("ptr", ref, write, var.dtype)
         if key not in self._by_key:

@@ -45,10 +45,17 @@ class BackendError(ThetaError, RuntimeError):
     """A backend that cannot run here (no GPU, no pycuda, no compiler) or failed to build."""
 
 
+class InternalError(ThetaError, RuntimeError):
+    """A disagreement between theta's own compile stages (a bug in theta, not in the user's
+    graph); the message names the stage, the kernel group and the value involved."""
+
+
 def describe(var) -> str:
     """One-line description of a variable for error messages: name, type and where it was made."""
-    name = getattr(var, "name", None) or var.__class__.__name__
     shape = ", ".join("?" if d is None else str(d) for d in var.type.shape)
     where = getattr(var, "trace", None)
     at = f" (created at {where})" if where else ""
-    return f"'{name}' {var.type.dtype}[{shape}]{at}"
+    name = getattr(var, "name", None)
+    if not name and getattr(var, "op", None) is not None:   # an unnamed intermediate: say what made it
+        return f"the {var.op} result {var.type.dtype}[{shape}]{at}"
+    return f"'{name or var.__class__.__name__}' {var.type.dtype}[{shape}]{at}"

@@ -173,18 +173,10 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
                     if kind is None or indirect_path(dep, p, c) or reads_own_result(p, c) \
                             or too_many_params(p, c):
                         continue
-                    if kind == "body":
-                        c.body = _in_order(order, p.body + c.body)
-                        keep, gone = c, p
-                    elif kind == "prologue":
-                        c.prologue = _in_order(order, p.body)
-                        keep, gone = c, p
-                    elif kind == "epilogue_input":
-                        c.epilogue = _in_order(order, p.body + c.epilogue)
-                        keep, gone = c, p
-                    else:
-                        p.epilogue = _in_order(order, p.epilogue + c.body)
-                        keep, gone = p, c
+                    keep, gone, parts = _merged(p, c, kind, order)
+                    if not _phases_ok(keep, *parts):
+                        continue
+                    keep.prologue, keep.body, keep.epilogue = parts
                     for m in gone.nodes:
                         group_of[id(m)] = keep
                     groups.remove(gone)
@@ -211,6 +203,39 @@ MAX_KERNEL_POINTERS = 480
 # Ops whose kernels can apply elementwise code to their results before writing them.
 EPILOGUE_HOSTS = (Reduce, Dot, BatchedDot, Softmax, LogSoftmax, SoftmaxGrad, CrossentropySoftmaxInt,
                   CrossentropySoftmaxIntGrad)
+
+
+def _merged(p: Group, c: Group, kind: str, order: list) -> tuple:
+    """The group that stays after merging ``p`` into ``c`` (or ``c`` into ``p``), the one that
+    goes, and the stayer's new (prologue, body, epilogue)."""
+    if kind == "body":
+        return c, p, (c.prologue, _in_order(order, p.body + c.body), c.epilogue)
+    if kind == "prologue":
+        return c, p, (_in_order(order, p.body), c.body, c.epilogue)
+    if kind == "epilogue_input":
+        return c, p, (c.prologue, c.body, _in_order(order, p.body + c.epilogue))
+    return p, c, (p.prologue, p.body, _in_order(order, p.epilogue + c.body))
+
+
+def _phases_ok(g: Group, prologue: list, body: list, epilogue: list) -> bool:
+    """Can one kernel compute these members in its phase order (prologue, main, epilogue; or the
+    body)? A member may read another member only from its own phase (computed earlier in the same
+    per-element code) or, for the epilogue, main's value; main reads members of the prologue
+    alone. Anything else would need the value from memory, and a value computed inside a kernel
+    is never written before the kernel needs it (main would read an epilogue value: issue 15)."""
+    phase = {id(n): "prologue" for n in prologue}
+    phase.update({id(n): "body" for n in body})
+    phase.update({id(n): "epilogue" for n in epilogue})
+    if g.main is not None:
+        phase[id(g.main)] = "main"
+    readable = {"prologue": {"prologue"}, "body": {"body"}, "main": {"prologue"},
+                "epilogue": {"main", "epilogue"}}
+    members = prologue + body + epilogue + ([g.main] if g.main is not None else [])
+    for n in members:
+        for i in n.inputs:
+            if id(i) in phase and phase[id(i)] not in readable[phase[id(n)]]:
+                return False
+    return True
 
 
 def _in_order(order: list, nodes: list) -> list:

@@ -27,4 +27,4 @@ def lower_group(group: Group, name: str, plan: Plan, lays: dict, code: int = 0) 
     lower = LOWERERS.get(group.family)
     if lower is None:
         raise NotImplementedError(f"no lowering for the {group.family} family ({group})")
-    return lower(group, KernelBuilder(name, group.family, plan, lays, code))
+    return lower(group, KernelBuilder(name, group.family, plan, lays, code, group))
