@@ -16,7 +16,7 @@ directory, so its first compile is what a user's first compile costs: no in-proc
 
 Cold figures are medians over ``--runs`` processes; warm ones over the ``--repeat`` further
 compiles (of freshly built graphs) in each. Validation: the staged pipeline's kernels are
-exactly what compiler.program.build_program makes of the same graph.
+exactly what compiler.pipeline.build_program makes of the same graph.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def front_end(batch: int, sizes: tuple[int, ...]) -> tuple[dict, list]:
     from theta.compiler.fuse import fuse
     from theta.compiler.layout import layouts
     from theta.compiler.lowering import lower_group
-    from theta.compiler.program import build_program
+    from theta.compiler.pipeline import build_program
     from theta.compiler.rewrite import optimize
     from theta.compiler.schedule import plan_buffers
     from .mlp import init_weights, theta_step
@@ -91,7 +91,7 @@ def front_end(batch: int, sizes: tuple[int, ...]) -> tuple[dict, list]:
             kernels += lower_group(g, f"theta_k{len(kernels)}_{g.family}", plan, lays)
     reference = build_program(outputs, concrete, [])
     if [k.source for k in kernels] != [k.source for k in reference.kernels]:
-        raise ValidationError("the staged pipeline's kernels differ from compiler.program.build_program's")
+        raise ValidationError("the staged pipeline's kernels differ from compiler.pipeline.build_program's")
     return t, kernels
 
 

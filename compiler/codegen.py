@@ -7,7 +7,6 @@ template (elementwise expressions are printed by compiler.cprint, one statement 
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import pathlib
 from typing import Sequence
@@ -22,7 +21,8 @@ from .layout import Layout
 from .ops import scalar as S
 from .ops.elemwise import Elemwise
 from .ops.shape import Arange
-from .schedule import Plan, Ref, ref_of
+from .program import Binding, Kernel, Param, Ref
+from .schedule import Plan, ref_of
 
 KERNELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "kernels"
 
@@ -37,49 +37,6 @@ def environment() -> jinja2.Environment:
 
 def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
-
-
-@dataclasses.dataclass(frozen=True)
-class Param:
-    name: str
-    ctype: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Binding:
-    """What the runtime passes for one parameter: a pointer (Ref), a runtime scalar slot, or
-    the status word the kernel reports bad input in."""
-    kind: str                 # "ptr" | "scalar" | "status"
-    ref: Ref | None = None
-    slot: int = -1
-
-
-@dataclasses.dataclass
-class Kernel:
-    name: str
-    family: str
-    source: str
-    params: list[Param]
-    bindings: list[Binding]
-    grid: tuple
-    block: tuple
-    shared_bytes: int = 0
-    _resources: dict = dataclasses.field(default_factory=dict, repr=False)
-
-    @property
-    def resources(self) -> dict:
-        """ptxas -v's report for this kernel on sm_90 (registers, spills, shared/const bytes);
-        compiles with nvcc on first use (cached). Raises NvccError if nvcc is missing or fails."""
-        return self.resources_for("sm_90")
-
-    def resources_for(self, arch: str) -> dict:
-        if arch not in self._resources:
-            from ..runtime import nvcc
-            self._resources[arch] = nvcc.resources(self.source, arch)[self.name]
-        return self._resources[arch]
-
-    def __repr__(self) -> str:
-        return f"<Kernel {self.name} ({self.family}) grid={self.grid} block={self.block}>"
 
 
 class KernelBuilder:

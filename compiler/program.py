@@ -14,16 +14,62 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Sequence
 
 import numpy as np
 
-from .codegen import Binding, Kernel, Param
 from .errors import ArtifactError
-from .fuse import fuse
-from .graph import Variable, toposort
-from .layout import layouts
-from .schedule import Buffer, Ref, plan_buffers, ref_of
+
+@dataclasses.dataclass(frozen=True)
+class Buffer:
+    index: int
+    kind: str            # "input" | "shared" | "const" | "output" | "temp"
+    dtype: str
+    size: int            # elements
+    slot: int = -1       # input/shared/const/output number; -1 for temps
+    arena_offset: int = -1  # bytes, temps only
+
+    @property
+    def nbytes(self) -> int:
+        import numpy as np
+        return self.size * np.dtype(self.dtype).itemsize
+
+
+@dataclasses.dataclass(frozen=True)
+class Ref:
+    """Where a kernel parameter points: a buffer, an element offset, runtime offset terms."""
+    buffer: int
+    offset: int = 0
+    dyn: tuple = ()      # ((scalar slot, coefficient in elements), ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    name: str
+    ctype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Binding:
+    """What the runtime passes for one parameter: a pointer (Ref), a runtime scalar slot, or
+    the status word the kernel reports bad input in."""
+    kind: str                 # "ptr" | "scalar" | "status"
+    ref: Ref | None = None
+    slot: int = -1
+
+
+@dataclasses.dataclass
+class Kernel:
+    name: str
+    family: str
+    source: str
+    params: list[Param]
+    bindings: list[Binding]
+    grid: tuple
+    block: tuple
+    shared_bytes: int = 0
+    def __repr__(self) -> str:
+        return f"<Kernel {self.name} ({self.family}) grid={self.grid} block={self.block}>"
+
 
 FORMAT = "theta-program"
 VERSION = 1
@@ -181,36 +227,3 @@ def _binding_from(d: dict) -> Binding:
     return Binding(d["kind"], _ref_from(d["ref"]) if d["ref"] else None, int(d["slot"]))
 
 
-def _unique_names(leaves: Sequence[Variable]) -> list[str]:
-    """Leaf names for the manifest and the saved state: the variable's name, made unique."""
-    names, seen = [], set()
-    for k, v in enumerate(leaves):
-        name = v.name or f"leaf{k}"
-        while name in seen:
-            name = f"{name}_{k}"
-        seen.add(name)
-        names.append(name)
-    return names
-
-
-def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scalars: Sequence[Variable],
-                  n_updates: int = 0, update_targets: Sequence[int] = ()) -> Program:
-    """Lower a specialized, rewritten graph to a Program: fuse -> plan buffers -> lower groups."""
-    from .lowering import lower_group
-    outputs = list(outputs)
-    lays = layouts(outputs)
-    groups = fuse(outputs, lays)
-    plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs)
-    kernels: list[Kernel] = []
-    for g in groups:
-        # status code k+1 names kernel k (the group's first) when a kernel reports bad input
-        kernels += lower_group(g, f"theta_k{len(kernels)}_{g.family}", plan, lays, code=len(kernels) + 1)
-    consts = [v for v in toposort(outputs) if v.is_constant]
-    out_specs = []
-    for o in outputs:
-        lay = lays[id(o)]
-        out_specs.append(OutputSpec(o.dtype, o.type.shape, lay.strides, ref_of(lay, plan)))
-    return Program(kernels, plan.buffers, plan.arena_bytes, plan.naive_bytes,
-                   [IOSpec(name, v.dtype, v.type.shape) for name, v in zip(_unique_names(leaves), leaves)],
-                   [v.name or f"scalar{k}" for k, v in enumerate(scalars)], out_specs,
-                   [np.asarray(c.data) for c in consts], n_updates, list(update_targets))

@@ -13,32 +13,10 @@ from typing import Sequence
 
 from .graph import Variable, toposort
 from .layout import Layout
+from .program import Buffer, Ref
 from .fuse import Group
 
 ALIGN = 256  # bytes: every arena block starts 256-byte aligned (128-bit vector loads, coalescing)
-
-
-@dataclasses.dataclass(frozen=True)
-class Buffer:
-    index: int
-    kind: str            # "input" | "shared" | "const" | "output" | "temp"
-    dtype: str
-    size: int            # elements
-    slot: int = -1       # input/shared/const/output number; -1 for temps
-    arena_offset: int = -1  # bytes, temps only
-
-    @property
-    def nbytes(self) -> int:
-        import numpy as np
-        return self.size * np.dtype(self.dtype).itemsize
-
-
-@dataclasses.dataclass(frozen=True)
-class Ref:
-    """Where a kernel parameter points: a buffer, an element offset, runtime offset terms."""
-    buffer: int
-    offset: int = 0
-    dyn: tuple = ()      # ((scalar slot, coefficient in elements), ...)
 
 
 @dataclasses.dataclass

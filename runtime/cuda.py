@@ -594,7 +594,7 @@ class CudaProgram:
 
     def __init__(self, outputs, leaves: Sequence, scalars: Sequence, n_outputs: int | None = None,
                  outputs_on_device: bool = False) -> None:
-        from ..compiler.program import build_program
+        from ..compiler.pipeline import build_program
         self.leaves, self.scalars = list(leaves), list(scalars)
         self.program = build_program(outputs, self.leaves, self.scalars)
         self.n_outputs = len(outputs) if n_outputs is None else n_outputs

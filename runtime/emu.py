@@ -101,7 +101,7 @@ class EmuProgram:
     backend = "emu"
 
     def __init__(self, outputs, leaves: Sequence, scalars: Sequence, asan: bool = False) -> None:
-        from ..compiler.program import build_program
+        from ..compiler.pipeline import build_program
         self.leaves, self.scalars = list(leaves), list(scalars)
         self.program = build_program(outputs, self.leaves, self.scalars)
         self.executor = EmuExecutor(self.program, asan=asan)

@@ -17,7 +17,7 @@ import theta.tensor as T
 from theta.compiler.graph import Variable
 from theta.compiler.ops.args import Adv, Arg
 from theta.compiler.ops.index import IncSubtensor, Subtensor
-from theta.compiler.program import build_program
+from theta.compiler.pipeline import build_program
 from theta.compiler.types import TensorType
 from theta.runtime import nvcc
 

@@ -289,7 +289,7 @@ def _representative_program():
     """One Program holding every kind of reduce kernel: each kind and dtype family, both
     mappings, lanes 1..256, splits, prologues and epilogues, arg-reductions (built without
     g++: the reference specialization's optimized graph lowered by build_program)."""
-    from theta.compiler.program import build_program
+    from theta.compiler.pipeline import build_program
     x, y, w = T.matrix("x"), T.matrix("y"), T.vector("w")
     i8, u8, bl = T.tensor("int8", shape=(None, None)), T.tensor("uint8", shape=(None, None)), \
         T.tensor("bool", shape=(None, None))

@@ -301,7 +301,7 @@ def test_crossentropy_of_softmax_mean_and_grad(rng: np.random.Generator) -> None
 
 def _render_all() -> list:
     """Every kernel variant, rendered without g++: (label, source of one program's kernels)."""
-    from theta.compiler.program import build_program
+    from theta.compiler.pipeline import build_program
     rng = np.random.default_rng(0)
     sources = []
     for path, knobs in [("default", None)] + list(PATHS.items()):
