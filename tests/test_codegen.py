@@ -2,6 +2,7 @@
 the parameter limit, saved Programs, and every template rendered over a grid of shapes and
 dtypes, run under AddressSanitizer on emu and compiled by nvcc."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import pytest
 import theta
 import theta.tensor as T
 from theta.errors import ArtifactError
+from theta.compiler.lowering.common import BLOCK, MAX_GRID
 from theta.runtime import nvcc
 
 RNG = np.random.default_rng(0)
@@ -185,6 +187,41 @@ def test_templates_under_asan_and_nvcc(dtype, shape):
             source = "\n".join(k.source for k in f.kernels)
             for arch in ("sm_90", "sm_80"):
                 nvcc.compile_cubin(source, arch)
+
+
+def _index_types(outputs, leaves) -> dict:
+    """family -> the index_t of each kernel lowered for a graph over static-shaped ``leaves``
+    (compiled only: nothing is allocated, so sizes near 2**31 cost nothing)."""
+    from theta.compiler.pipeline import build_program
+    types: dict = {}
+    for k in build_program(outputs, leaves, []).kernels:
+        family = "copy" if k.name.endswith("_copy") else k.family   # a scatter's first kernel
+        types.setdefault(family, []).extend(re.findall(r"typedef (.*) index_t;", k.source))
+    return types
+
+
+def _big(dtype, shape, name):
+    from theta.compiler.graph import Variable
+    from theta.compiler.types import TensorType
+    return Variable(TensorType(dtype, shape), name=name)
+
+
+@pytest.mark.parametrize("n,want", [(1000, "int"), (2 ** 31 - 1 - MAX_GRID * BLOCK // 2, "long long")])
+def test_grid_stride_loops_index_with_headroom_for_one_stride(n, want):
+    # finding b1: the loop's last `i += gridDim.x * blockDim.x` passes n before the i < n test
+    # fails, so n just below 2**31 needs 64-bit indexing even though n itself fits an int
+    x, col = _big("float32", (n,), "x"), _big("float32", (n, 1), "col")
+    idx, small = _big("int64", (n,), "idx"), _big("float32", (10,), "small")
+    types = _index_types([T.tanh(x) * 2, T.nnet.softmax(col), small[idx],
+                          T.inc_subtensor(x[np.array([0, 1])], small[:2])], [x, col, idx, small])
+    for family in ("elemwise", "softmax", "gather", "copy"):
+        assert types.get(family) and set(types[family]) == {want}, (family, types)
+
+
+def test_elementwise_strided_input_indexes_with_its_span():
+    # a column view of a (2**20, 4096) matrix: 2**20 elements, offsets up to 2**32
+    x = _big("float32", (2 ** 20, 4096), "x")
+    assert _index_types([x[:, 0] * 2], [x])["elemwise"] == ["long long"]
 
 
 def test_elementwise_producer_of_an_epilogue_joins_it():

@@ -6,7 +6,7 @@ from ..cprint import CTYPES
 from ..fuse import Group
 from ..layout import c_strides
 from ..ops.shape import Reshape
-from .common import BLOCK, grid_for, index_type, size
+from .common import BLOCK, grid_for, loop_index_type, size, span
 
 
 def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
@@ -43,5 +43,7 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
            and all(v.dtype == "float32" for v in list(group.inputs) + list(group.outputs))
            and not any(m.op.__class__.__name__ == "Arange" for m in group.body))
     assert not members - {id(m) for m in group.body}
-    return [kb.kernel("elemwise.cu.j2", grid_for(n), BLOCK, n=n, index_t=index_type(n),
+    # a strided (non-contiguous) input computes offsets up to its span, which may pass n
+    spans = [span(i["dims"], i["strides"]) for i in inputs if not i["contiguous"]]
+    return [kb.kernel("elemwise.cu.j2", grid_for(n), BLOCK, n=n, index_t=loop_index_type(n, *spans),
                       dims=list(shape), inputs=inputs, body=body, outputs=outputs, vec=vec)]

@@ -36,7 +36,7 @@ from ..layout import Layout
 from ..ops.args import Adv, Arg, DSlice, Slice
 from ..ops.index import IncSubtensor, Subtensor, index_type as op_index_type
 from ..ops.shape import Concatenate
-from .common import BLOCK, grid_for, index_type, size
+from .common import BLOCK, grid_for, loop_index_type, size
 
 _SIGNED = {"int8", "int16", "int32", "int64"}
 
@@ -153,7 +153,7 @@ def lower_gather(group: Group, kb: KernelBuilder) -> list[Kernel]:
     out = kb.pointer(node, write=True, prefix="out")
     if region.advs or any(r["deref"] and r["point"] for r in region.runtime):
         kb.status()
-    return [kb.kernel("gather.cu.j2", grid_for(n), BLOCK, n=n, index_t=index_type(n, region.extent),
+    return [kb.kernel("gather.cu.j2", grid_for(n), BLOCK, n=n, index_t=loop_index_type(n, region.extent),
                       ctype=CTYPES[node.dtype], out=out, src=src, empty_source=empty_source,
                       dims=region.dims, offset=region.offset, runtime=region.runtime,
                       strides=region.strides, advs=region.advs)]
@@ -179,7 +179,7 @@ def _copy_kernel(kb: KernelBuilder, out_var: Variable, pieces: list[tuple[Variab
     used = [d != 1 and (any(p["strides"][k] != 0 for p in ctx) or (k == axis and len(ctx) > 1))
             for k, d in enumerate(shape)]
     out = kb.pointer(out_var, write=True, prefix="out")
-    return kb.kernel("copy.cu.j2", grid_for(n), BLOCK, n=n, index_t=index_type(n, extent),
+    return kb.kernel("copy.cu.j2", grid_for(n), BLOCK, n=n, index_t=loop_index_type(n, extent),
                      ctype=CTYPES[out_var.dtype], out=out, dims=list(shape), axis=axis, pieces=ctx, used=used,
                      vec=vec, per_vec=16 // itemsize, fill=len(ctx) == 1 and not any(ctx[0]["strides"]))
 
@@ -236,7 +236,7 @@ def lower_scatter(group: Group, kb: KernelBuilder) -> list[Kernel]:
     if region.advs or any(r["deref"] and r["point"] for r in region.runtime):
         kb.status()
     kernels.append(kb.kernel("scatter.cu.j2", grid_for(m), BLOCK, n=m,
-                             index_t=index_type(m, region.extent, _extent(ylay.shape, ylay.strides)),
+                             index_t=loop_index_type(m, region.extent, _extent(ylay.shape, ylay.strides)),
                              ctype=CTYPES[node.dtype], out=out, y=yparam,
                              y_strides=y_strides, mode=mode, dtype=node.dtype,
                              dims=region.dims, offset=region.offset, runtime=region.runtime,

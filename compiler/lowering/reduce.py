@@ -127,14 +127,16 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
     n_tiles = math.ceil(n_out / plan["opb"]) if n_out else 0
     split = _split(n_tiles, plan["opb"], plan["lanes"], n_red)
     grid = (max(1, min(n_tiles, MAX_GRID)), split)
-    # 32-bit indexing when every index and offset (either sign) fits
+    # 32-bit indexing when every index and offset (either sign) fits, and the tile loop's last
+    # `tile += gridDim.x` (past n_tiles by up to MAX_GRID) does not overflow
     extent = max([n_out, n_red, n_tiles * plan["opb"] * split, size(xshape)]
                  + [_span(kb.layout(v).shape, kb.layout(v).strides) for v in sources + epi_sources])
     logical = _logical_acc_dtype(kind, x.dtype, main.dtype)
     acc = "uint64" if logical == "int64" else logical
     return [kb.kernel("reduce.cu.j2", grid, plan["threads"], kind=kind, arg=kind in ("argmax", "argmin"),
                       val_t=CTYPES[x.dtype], acc_dtype=acc, acc_t=CTYPES[acc], logical_dtype=logical,
-                      out_t=CTYPES[main.dtype], index_t=index_type(extent + 2 * THREADS * split + 1),
+                      out_t=CTYPES[main.dtype],
+                      index_t=index_type(extent + 2 * THREADS * split + 1, n_tiles + MAX_GRID),
                       n_out=n_out, n_red=n_red,
                       mode=plan["mode"], lanes=plan["lanes"], opb=plan["opb"], n_tiles=n_tiles, split=split,
                       chunk=math.ceil(n_red / split) if n_red else 0,

@@ -120,7 +120,9 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
     outputs = [{"param": kb.pointer(o, write=True, prefix="out"), "value": names[id(o)]} for o in group.outputs]
     assert all(id(o) in members for o in group.outputs)
 
-    extents = [n_rows * k]
+    # the row loop's last `base += gridDim.x * rows_per_block` and the column loops' last
+    # `col += LANES` step past n_rows / k before their tests fail: they must not overflow
+    extents = [n_rows * k, n_rows + MAX_GRID * rows_per_block, k + lanes]
     for operand in rows + ep_inputs:
         extents.append(abs(operand["rs"]) * n_rows + abs(operand["cs"]) * k)
     for operand in (label, gz_row):
