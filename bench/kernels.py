@@ -94,8 +94,8 @@ def copy_bandwidth(elements: int, repeat: int) -> float:
 def device_peaks() -> dict[str, float | None]:
     """Theoretical FP32 SIMT TFLOP/s and DRAM GB/s from the device's attributes (None if the
     driver does not report them)."""
-    from theta.runtime.cuda import runtime
-    rt = runtime()
+    from theta.runtime.cuda import device
+    rt = device()
     attr = rt.drv.device_attribute
 
     def get(name: str) -> int | None:

@@ -102,12 +102,8 @@ def validate(weights, lr, x, y, y64) -> dict:
 
 
 def kernel_breakdown(launches: Launches) -> dict[str, float] | None:
-    """Median device ms of each of theta's kernels (CudaExecutor.time_launches, where the runtime
-    has it: an event pair around every launch)."""
-    executor = launches.executor
-    if not hasattr(executor, "time_launches"):
-        return None
-    return executor.time_launches(launches.leaf_values, [], repeat=20).get("kernel_ms")
+    """Median device ms of each of theta's kernels (an event pair around every recorded launch)."""
+    return launches.kernel_ms(repeat=20)
 
 
 def torch_graph_ms(step, x, y64, repeat: int) -> float | None:

@@ -32,10 +32,10 @@ def device_facts() -> dict[str, Any] | None:
     if gpu_unavailable():
         return None
     import pycuda
-    from theta.runtime.cuda import runtime
-    rt = runtime()
+    from theta.runtime.cuda import device
+    rt = device()
     major, minor = rt.device.compute_capability()
-    return {"name": rt.name, "compute_capability": f"{major}.{minor}",
+    return {"name": rt.label, "compute_capability": f"{major}.{minor}",
             "memory_mib": rt.device.total_memory() // 2**20,
             "driver": rt.drv.get_driver_version(), "pycuda": pycuda.VERSION_TEXT}
 

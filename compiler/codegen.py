@@ -21,7 +21,7 @@ from .layout import Layout
 from .ops import scalar as S
 from .ops.elemwise import Elemwise
 from .ops.shape import Arange
-from .program import Binding, Kernel, Param, Ref
+from .program import Binding, Kernel, Param
 from .schedule import Plan, ref_of
 
 KERNELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "kernels"
@@ -49,6 +49,7 @@ class KernelBuilder:
         self.params: list[Param] = []
         self.bindings: list[Binding] = []
         self._by_key: dict = {}
+        self._guarded = False
 
     def layout(self, var: Variable) -> Layout:
         return self.lays[id(var)]
@@ -64,10 +65,18 @@ class KernelBuilder:
                 f"{'it' if base is var else 'the value it views, ' + describe(base)}: "
                 f"fusion and lowering disagree (a theta bug; please report it with this graph)")
         ref = ref_of(self.lays[id(var)], self.plan)
+        if write and self.plan.buffers[ref.buffer].kind in ("input", "shared"):
+            # an update written in place: skipped once an earlier kernel reported bad input, so
+            # the variable keeps its value when the step raises
+            self._guarded = True
+            self.status()
         key = ("ptr", ref, write, var.dtype)
         if key not in self._by_key:
             name = f"{prefix}{len(self.params)}"
-            ctype = f"{CTYPES[var.dtype]}*" if write else f"const {CTYPES[var.dtype]}* __restrict__"
+            # a buffer some kernel updates in place may be read and written by one kernel (at the
+            # same element): no __restrict__ on it
+            restrict = "" if ref.buffer in self.plan.inplace else " __restrict__"
+            ctype = f"{CTYPES[var.dtype]}*" if write else f"const {CTYPES[var.dtype]}*{restrict}"
             self.params.append(Param(name, ctype))
             self.bindings.append(Binding("ptr", ref))
             self._by_key[key] = name
@@ -98,7 +107,8 @@ class KernelBuilder:
         status = self._by_key.get(("status",))
         source = render(template, name=self.name, params=self.params, grid=_dim3(grid), block=_dim3(block),
                         threads=_dim3(block)[0] * _dim3(block)[1] * _dim3(block)[2],
-                        status_param=status, status_code=self.code, **context)
+                        status_param=status, status_code=self.code,
+                        guard_param=status if self._guarded else None, **context)
         return Kernel(self.name, self.family, source, list(self.params), list(self.bindings),
                       _dim3(grid), _dim3(block), shared_bytes)
 

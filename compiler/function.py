@@ -2,7 +2,11 @@
 
 Calling it binds and checks the arguments (before any work), picks the specialization for
 their shapes (compiling it on first use: specialize -> rewrite passes -> backend program),
-runs it, and applies the updates to the shared variables after all outputs are computed.
+runs it, and applies the updates to the shared variables after all outputs are computed (a
+kernel backend applies them itself, in the variables' device buffers).
+
+What runs a specialized graph is asked of the binder in compiler/binder.py (theta/binding.py,
+installed by theta/__init__.py): the compiler never imports the runtime.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from . import specialize as spz
 from .errors import DTypeError, GraphError, InputError, ShapeError, ThetaError, describe
 from .graph import Variable, rebuild, toposort, user_stacklevel
 from .options import CompileOptions
+from .binder import binder
+from .convert import convert_input
+from .prep import Prep
 from .shared import SharedVariable
 
 
@@ -123,23 +130,20 @@ class Function:
             spec = self._specs[key] = _Specialization(self, key)
         # Shared variables go in as themselves: each backend reads the copy it keeps (the host
         # array, or a device-resident one that is never downloaded between steps).
-        results = spec.run(values + list(self.shared))
+        results, applied = spec.run(values + list(self.shared))
         n_out = len(self._outputs)
         # Every returned output and every new shared value gets its own memory: equal outputs
         # are one hash-consed node (one array), an update may be an input or another shared
         # variable, and an output may be a view of an input.
         taken = {id(v): v for v in values}
         taken.update({id(s._value): s._value for s in self.shared})
-        results = [r if _on_device(r) else _owned(r, taken) for r in results]
-        # Check every new value before storing any, so a bad one leaves all of them unchanged.
-        new_values = [value if _on_device(value) else var.filter_value(value)
-                      for (var, _), value in zip(self._updates, results[n_out:])]
-        for (var, _), value in zip(self._updates, new_values):
-            if _on_device(value):
-                var.set_device_value(value.backend, value)
-            else:
+        outs = [r if _on_device(r) else _owned(r, taken) for r in results[:n_out]]
+        if not applied:   # the reference backend returns update values; kernel backends apply them
+            # Check every new value before storing any, so a bad one leaves all of them unchanged.
+            new_values = [var.filter_value(_owned(value, taken))
+                          for (var, _), value in zip(self._updates, results[n_out:])]
+            for (var, _), value in zip(self._updates, new_values):
                 var.set_value(value, borrow=True)
-        outs = results[:n_out]
         if self._single:
             return outs[0]
         return outs
@@ -169,45 +173,7 @@ class Function:
         where = f"{self._what()}: input {pos} {describe(var)}"
         if isinstance(value, Variable):
             raise InputError(f"{where} got the symbolic variable {value!r}; pass a value")
-        iface = getattr(value, "__cuda_array_interface__", None)
-        if iface is not None and not isinstance(value, np.ndarray):
-            # A device array (theta's own, PyTorch, CuPy): checked here, read in place by the
-            # cuda backend without a copy.
-            dtype, shape = np.dtype(iface["typestr"]).name, tuple(iface["shape"])
-            if dtype != var.dtype:
-                raise DTypeError(f"{where} got a device array of dtype {dtype}")
-            if len(shape) != var.ndim or any(d is not None and d != s for d, s in zip(var.type.shape, shape)):
-                raise ShapeError(f"{where} got a device array of shape {shape}")
-            return _DeviceInput(value, shape)
-        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
-            arr = np.asarray(value)
-            if arr.dtype.name != var.dtype:
-                ok = np.can_cast(arr.dtype, var.dtype, "safe") or (
-                    self.allow_input_downcast and np.can_cast(arr.dtype, var.dtype, "same_kind"))
-                if not ok:
-                    raise DTypeError(f"{where} got a {arr.dtype} array; pass {var.dtype} "
-                                     "(or compile with allow_input_downcast=True)")
-                arr = arr.astype(var.dtype)
-        else:
-            try:
-                raw = np.asarray(value)
-            except (ValueError, TypeError) as e:
-                raise DTypeError(f"{where} got {type(value).__name__} that is not an array: {e}") from e
-            if raw.dtype.kind not in "biuf":
-                raise DTypeError(f"{where} got {raw.dtype} data")
-            with np.errstate(over="ignore", invalid="ignore"):
-                arr = raw.astype(var.dtype)
-            if raw.dtype.kind == "f" and arr.dtype.kind in "iub" and not np.array_equal(arr, raw):
-                raise DTypeError(f"{where} got non-integer values for an integer input")
-            if raw.dtype.kind in "iub" and arr.dtype.kind in "iub" and not np.array_equal(arr, raw):
-                # a Python int that does not fit (2**40 into int32) must not silently wrap around
-                raise DTypeError(f"{where} got a value out of the range of {var.dtype}")
-        if arr.ndim != var.ndim:
-            raise ShapeError(f"{where} got an array of rank {arr.ndim} (shape {arr.shape})")
-        for axis, (d, s) in enumerate(zip(var.type.shape, arr.shape)):
-            if d is not None and d != s:
-                raise ShapeError(f"{where} got shape {arr.shape}; axis {axis} must have length {d}")
-        return arr
+        return convert_input(value, var.dtype, var.type.shape, where, allow_downcast=self.allow_input_downcast)
 
     def _what(self) -> str:
         return f"function {self.name!r}" if self.name else "function"
@@ -252,18 +218,13 @@ class Function:
         """Save the latest specialization's Program with the current shared values, to be run
         later by ``theta.load(path)`` (on the GPU, or on the CPU through emu)."""
         import dataclasses
-        import json
-        import pathlib
-        from ..runtime.loaded import write_state
         program = dataclasses.replace(
             self.program, n_updates=len(self._updates),
             update_targets=[len(self.inputs) + self.shared.index(v) for v, _ in self._updates])
-        path = pathlib.Path(program.save(path))
-        meta = {"n_inputs": len(self.inputs), "single": self._single, "n_outputs": len(self._outputs),
-                "name": self.name}
-        (path / "function.json").write_text(json.dumps(meta))
         names = [leaf.name for leaf in program.leaves[len(self.inputs):]]
-        write_state(path, {n: v.get_value() for n, v in zip(names, self.shared)})
+        binder().save_function(path, program, {n: v.get_value() for n, v in zip(names, self.shared)},
+                               n_inputs=len(self.inputs), single=self._single, n_outputs=len(self._outputs),
+                               name=self.name, allow_input_downcast=self.allow_input_downcast)
 
     # -- pickling -------------------------------------------------------------------------------
     def __reduce__(self):
@@ -279,25 +240,9 @@ def _load_function(state):
 _MISSING = object()
 
 
-class _DeviceInput:
-    """A device-resident argument: its shape for the specialization key, the object itself for
-    the backend (which reads it through ``__cuda_array_interface__``)."""
-
-    def __init__(self, value, shape: tuple) -> None:
-        self.value, self.shape = value, shape
-
-    @property
-    def __cuda_array_interface__(self):
-        return self.value.__cuda_array_interface__
-
-    def __array__(self, dtype=None, copy=None):  # host backends: download it
-        a = np.asarray(self.value.get() if hasattr(self.value, "get") else self.value)
-        return a if dtype is None else a.astype(dtype)
-
-
 def _on_device(value) -> bool:
-    """A device-resident result (runtime.cuda.DeviceArray), left on the device."""
-    return hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray)
+    """A device-resident result (runtime.device.DeviceArray), left on the device."""
+    return hasattr(value, "ptr") and not isinstance(value, (np.ndarray, np.generic))
 
 
 def _owned(result: np.ndarray, taken: dict) -> np.ndarray:
@@ -327,32 +272,30 @@ class _Specialization:
         self._variants: dict[tuple, tuple] = {}
         if self.plan.empty:
             self.outputs = optimize(self.level1, fn.options.optimizer)
-            self.program = _build(self.outputs, fn.options, self.concrete, [], len(fn._outputs))
+            self.program = _build(fn, self.outputs, self.concrete, [])
         else:
-            from ..runtime.reference import ReferenceProgram
-            self._prep = ReferenceProgram(self.plan.scalars)
+            # minibatch starts and lengths from the index scalars alone, never from the data
+            self._prep = Prep(self.plan, _reference_evaluate)
 
-    def run(self, leaf_values: list[np.ndarray]) -> list[np.ndarray]:
-        env = {id(leaf): v for leaf, v in zip(self.concrete, leaf_values)}
+    def run(self, leaf_values: list) -> tuple[list, bool]:
+        """(results, whether the backend applied the updates itself)."""
         if self.plan.empty:
             self.fn._last_program = self.program
-            return self.program.run(env)
-        scalars = self._prep.run(env)
-        values = {id(v): int(s) for v, s in zip(self.plan.scalars, scalars)}
+            return self.program.run(leaf_values, []), self.program.applies_updates
+        env = {id(leaf): v for leaf, v in zip(self.concrete, leaf_values)}
+        values = self._prep.values(env)
         key = self.plan.key(values)
         variant = self._variants.get(key)
         if variant is None:
             from .rewrite import optimize
             outs, implicit = spz.level2(self.level1, self.plan, values)
             outs = optimize(outs, self.fn.options.optimizer)
-            program = _build(outs, self.fn.options, self.concrete, [leaf for leaf, _ in implicit],
-                             len(self.fn._outputs))
+            program = _build(self.fn, outs, self.concrete, [leaf for leaf, _ in implicit])
             variant = self._variants[key] = (program, implicit, outs)
         program, implicit, _ = variant
         self.fn._last_program = program
-        for leaf, value_fn in implicit:
-            env[id(leaf)] = np.asarray(value_fn(values), dtype="int64")
-        return program.run(env)
+        runtime_scalars = [int(value_fn(values)) for _, value_fn in implicit]
+        return program.run(leaf_values, runtime_scalars), program.applies_updates
 
     @property
     def programs(self) -> list:
@@ -361,10 +304,16 @@ class _Specialization:
         return [v[0] for v in self._variants.values()]
 
 
-def _build(outputs: list[Variable], options: CompileOptions, leaves: list, scalars: list, n_outputs: int):
-    """The backend program for a specialized, rewritten graph."""
-    from ..runtime import backends
-    return backends.build(outputs, options, leaves, scalars, n_outputs)
+def _reference_evaluate(outputs, env):
+    """Prep's evaluator: the reference interpreter over just the leaves ``outputs`` read."""
+    leaves = [v for v in toposort(outputs) if v.is_leaf and not v.is_constant]
+    return binder().reference(outputs, leaves).run([env[id(v)] for v in leaves], [])
+
+
+def _build(fn: Function, outputs: list[Variable], leaves: list, scalars: list):
+    """The backend runner of a specialized, rewritten graph (outputs, then update values)."""
+    targets = [len(fn.inputs) + fn.shared.index(v) for v, _ in fn._updates]
+    return binder().build(outputs, fn.options, leaves, scalars, len(fn._outputs), targets)
 
 
 def function(inputs, outputs=None, updates=None, givens=None, name: str | None = None,

@@ -40,7 +40,7 @@ def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scala
     outputs = list(outputs)
     lays = layouts(outputs)
     groups = fuse(outputs, lays)
-    plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs)
+    plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs, n_updates, update_targets)
     kernels: list[Kernel] = []
     for g in groups:
         # status code k+1 names kernel k (the group's first) when a kernel reports bad input

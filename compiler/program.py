@@ -1,19 +1,35 @@
 """Program: the compiled form of one specialization, as data.
 
 A Program lists its kernels (CUDA C source, parameters, launch configuration, what each
-parameter is bound to), its buffers and arena size, and its I/O signature. It is
-serializable without pickle: ``save(path)`` writes a directory with ``manifest.json``, one
-``.cu`` file per kernel and ``constants.npz`` (allow_pickle=False); ``load`` checks every
-file's sha256 against the manifest, so a corrupt or tampered artifact is refused.
+parameter is bound to), its buffers and arena size, its I/O signature, and ``artifacts``:
+binaries and extra sources built from its kernels (runtime.artifacts.build_artifacts) that
+let a loaded program run without the compiler: "emu.cpp" (the emu translation unit, so no
+jinja2 is needed to run it on the CPU), "sm_80.cubin"/"sm_90.cubin" and "compute_90.ptx"
+(for GPUs without a matching cubin) where nvcc was available at save time.
+
+It is serializable without pickle. ``save(path)`` writes a directory (compiler.savedir):
+
+    manifest.json   kernels, buffers, I/O, artifact names (compiler.manifest; format 2)
+    <kernel>.cu     one CUDA C source per kernel
+    constants.npz   the graph's constants (read back with allow_pickle=False)
+    <artifact>      one file per artifact, under its own name
+    ...             ``extra_files`` of the caller: a saved function adds function.json and
+                    state.npz (runtime.loaded)
+    checksums.json  the sha256 of every file above, written last; the only list of files
+
+``load`` reads checksums.json, checks every listed file's sha256 before parsing anything
+(a flipped byte anywhere, checksums.json included, is an ArtifactError naming the file),
+and opens only plain file names that list holds, so no name in a manifest leaves the
+directory. Loading imports numpy, json and hashlib only: no sympy, no jinja2.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import io
 import json
 import os
 import pathlib
-import tempfile
+import zipfile
 
 import numpy as np
 
@@ -71,8 +87,7 @@ class Kernel:
         return f"<Kernel {self.name} ({self.family}) grid={self.grid} block={self.block}>"
 
 
-FORMAT = "theta-program"
-VERSION = 1
+CONSTANTS = "constants.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +117,8 @@ class Program:
     constants: list[np.ndarray]
     n_updates: int = 0
     update_targets: list = dataclasses.field(default_factory=list)  # leaf index each update writes
+    # name -> bytes saved with the program (see the module docstring); not used to compile
+    artifacts: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     @property
     def n_kernels(self) -> int:
@@ -114,85 +131,67 @@ class Program:
         return "\n".join(lines)
 
     # -- serialization ---------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> pathlib.Path:
-        """Write the program to directory ``path`` atomically (a temp dir renamed into place)."""
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        files = {}
-        for k in self.kernels:
-            fname = f"{k.name}.cu"
-            (tmp / fname).write_text(k.source)
-            files[fname] = _sha256((tmp / fname).read_bytes())
-        with open(tmp / "constants.npz", "wb") as fh:
-            np.savez(fh, **{f"c{i}": c for i, c in enumerate(self.constants)})
-        files["constants.npz"] = _sha256((tmp / "constants.npz").read_bytes())
-        manifest = {
-            "format": FORMAT, "version": VERSION, "files": files,
-            "kernels": [{"name": k.name, "family": k.family, "file": f"{k.name}.cu",
-                         "params": [[p.name, p.ctype] for p in k.params],
-                         "bindings": [_binding_json(b) for b in k.bindings],
-                         "grid": list(k.grid), "block": list(k.block), "shared_bytes": k.shared_bytes}
-                        for k in self.kernels],
-            "buffers": [dataclasses.asdict(b) for b in self.buffers],
-            "arena_bytes": self.arena_bytes, "naive_bytes": self.naive_bytes,
-            "leaves": [[s.name, s.dtype, list(s.shape)] for s in self.leaves],
-            "scalars": self.scalars,
-            "outputs": [{"dtype": o.dtype, "shape": list(o.shape), "strides": list(o.strides),
-                         "ref": _ref_json(o.ref)} for o in self.outputs],
-            "n_constants": len(self.constants),
-            "n_updates": self.n_updates, "update_targets": self.update_targets,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if path.exists():
-            import shutil
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-        return path
+    def save(self, path: str | os.PathLike, extra_files: dict[str, bytes] | None = None) -> pathlib.Path:
+        """Write the program (and ``extra_files``, name -> bytes, checksummed with it) to the
+        directory ``path``, atomically; see the module docstring for the layout."""
+        from . import manifest, savedir
+        files: dict[str, bytes] = {}
+
+        def add(name: str, data: bytes) -> None:
+            savedir.check_name(name, f"saving {path}")
+            if name in files or name in (manifest.MANIFEST, CONSTANTS):
+                raise ValueError(f"saving {path}: two files named {name!r}")
+            files[name] = data
+
+        kernel_files = [f"{k.name}.cu" for k in self.kernels]
+        for k, fname in zip(self.kernels, kernel_files):
+            add(fname, k.source.encode())
+        for name, data in sorted(self.artifacts.items()):
+            add(name, bytes(data))
+        for name, data in (extra_files or {}).items():
+            add(name, bytes(data))
+        buf = io.BytesIO()
+        np.savez(buf, **{f"c{i}": c for i, c in enumerate(self.constants)})
+        files[CONSTANTS] = buf.getvalue()
+        doc = manifest.encode(self, kernel_files, sorted(self.artifacts))
+        files[manifest.MANIFEST] = json.dumps(doc, indent=1).encode()
+        return savedir.write(path, files)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Program":
-        path = pathlib.Path(path)
+        """The program saved in directory ``path``; ArtifactError if anything is corrupt."""
+        from . import savedir
+        return cls.from_files(path, savedir.read(path))
+
+    @classmethod
+    def from_files(cls, path: str | os.PathLike, files: dict[str, bytes]) -> "Program":
+        """The program in ``files`` (name -> bytes, already checked by compiler.savedir.read)."""
+        from . import manifest
+        where = str(path)
+        if manifest.MANIFEST not in files or CONSTANTS not in files:
+            raise ArtifactError(f"{where} is not a saved theta program (its checksums list no "
+                                f"{manifest.MANIFEST} or {CONSTANTS})")
         try:
-            manifest = json.loads((path / "manifest.json").read_text())
-        except OSError as e:  # missing, not a directory, unreadable
-            raise ArtifactError(f"{path} is not a saved theta program (cannot read {path}/manifest.json: "
-                                f"{e.strerror or e})") from e
+            doc = json.loads(files[manifest.MANIFEST].decode())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ArtifactError(f"{path}/manifest.json is corrupt: {e}") from e
+            raise ArtifactError(f"{where}/{manifest.MANIFEST} is corrupt: {e}") from e
+        fields, kernel_files, artifact_files = manifest.decode(doc, files, where)
         try:
-            if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-                raise ArtifactError(f"{path} is not a theta program of version {VERSION}")
-            for fname, digest in manifest["files"].items():
-                if "/" in fname or "\\" in fname or fname.startswith("."):
-                    raise ArtifactError(f"{path}: manifest names a file outside the program: {fname!r}")
-                data = (path / fname).read_bytes()
-                if _sha256(data) != digest:
-                    raise ArtifactError(f"{path}/{fname} does not match its checksum: the program is corrupt "
-                                        "or was modified after it was saved")
-            with np.load(path / "constants.npz", allow_pickle=False) as npz:
-                constants = [npz[f"c{i}"] for i in range(manifest["n_constants"])]
-            kernels = [Kernel(k["name"], k["family"], (path / k["file"]).read_text(),
-                              [Param(n, t) for n, t in k["params"]],
-                              [_binding_from(b) for b in k["bindings"]], tuple(k["grid"]), tuple(k["block"]),
-                              k["shared_bytes"]) for k in manifest["kernels"]]
-            buffers = [Buffer(**b) for b in manifest["buffers"]]
-            outputs = [OutputSpec(o["dtype"], tuple(o["shape"]), tuple(o["strides"]), _ref_from(o["ref"]))
-                       for o in manifest["outputs"]]
-            leaves = [IOSpec(n, d, tuple(s)) for n, d, s in manifest["leaves"]]
-            return cls(kernels, buffers, manifest["arena_bytes"], manifest["naive_bytes"], leaves,
-                       list(manifest["scalars"]), outputs, constants, manifest["n_updates"],
-                       list(manifest["update_targets"]))
-        except ArtifactError:
-            raise
-        except (KeyError, TypeError, ValueError, OSError) as e:
-            raise ArtifactError(f"{path}: malformed program ({type(e).__name__}: {e})") from e
+            sources = [files[f].decode() for f in kernel_files]
+        except UnicodeDecodeError as e:
+            raise ArtifactError(f"{where}: a kernel source is not UTF-8 text ({e})") from e
+        n = fields.pop("n_constants")
+        try:
+            with np.load(io.BytesIO(files[CONSTANTS]), allow_pickle=False) as npz:
+                names = sorted(npz.files)
+                constants = [npz[f"c{i}"] for i in range(n)] if names == sorted(f"c{i}" for i in range(n)) else None
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:  # not an npz, pickled data
+            raise ArtifactError(f"{where}/{CONSTANTS} is corrupt: {e}") from e
+        if constants is None:
+            raise ArtifactError(f"{where}/{CONSTANTS} holds {names}, the manifest wants {n} constants")
+        kernels = [dataclasses.replace(k, source=s) for k, s in zip(fields.pop("kernels"), sources)]
+        return cls(kernels=kernels, constants=constants, artifacts={a: files[a] for a in artifact_files},
+                   **fields)
 
 
 def raise_status(program: "Program", status: int) -> None:
@@ -205,25 +204,4 @@ def raise_status(program: "Program", status: int) -> None:
     raise IndexingError(f"{where} met an index out of range (an advanced index, or a crossentropy label "
                         "outside [0, classes)); nothing was updated. The reference backend "
                         "(backend='reference') names the offending value.")
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _ref_json(r: Ref) -> dict:
-    return {"buffer": r.buffer, "offset": r.offset, "dyn": [list(t) for t in r.dyn]}
-
-
-def _ref_from(d: dict) -> Ref:
-    return Ref(int(d["buffer"]), int(d["offset"]), tuple((int(a), int(b)) for a, b in d["dyn"]))
-
-
-def _binding_json(b: Binding) -> dict:
-    return {"kind": b.kind, "ref": _ref_json(b.ref) if b.ref else None, "slot": b.slot}
-
-
-def _binding_from(d: dict) -> Binding:
-    return Binding(d["kind"], _ref_from(d["ref"]) if d["ref"] else None, int(d["slot"]))
-
 

@@ -5,6 +5,15 @@ results the function returns (outputs and update values) get buffers of their ow
 other result lives in one arena at an offset, reused once the value is dead (first fit over
 the execution order). Kernel parameters point at a buffer plus an element offset, static or
 plus runtime terms (a minibatch start), which the runtime adds at launch.
+
+Updates in place. The kernel computing a shared variable's new value writes it straight into
+the variable's buffer when nothing can see the difference (``inplace_updates``): no later
+kernel and no output reads the old value, the writing kernel reads it only at the element it
+writes (W - lr * gW in an elementwise body or a gemm/reduce/softmax epilogue; never in a gemm's
+or reduction's main loop, where other threads still read elements being written), and no kernel
+from this one on can report bad input (earlier reports stop it: such kernels are guarded by the
+status word, see codegen.KernelBuilder.pointer). Any other update is computed into a buffer of
+its own and copied into the variable's after the step, once the status word is known clean.
 """
 from __future__ import annotations
 
@@ -15,6 +24,7 @@ from .graph import Variable, toposort
 from .layout import Layout
 from .program import Buffer, Ref
 from .fuse import Group
+from .ops.nnet import CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad
 
 ALIGN = 256  # bytes: every arena block starts 256-byte aligned (128-bit vector loads, coalescing)
 
@@ -26,6 +36,7 @@ class Plan:
     scalar_slot: dict    # id(runtime scalar leaf) -> slot
     arena_bytes: int
     naive_bytes: int     # what the temps would take without reuse (for the report)
+    inplace: frozenset = frozenset()   # leaf buffers some kernel updates in place
 
 
 def _size(shape) -> int:
@@ -36,7 +47,10 @@ def _size(shape) -> int:
 
 
 def plan_buffers(groups: Sequence[Group], lays: dict, inputs: Sequence[Variable], shared: Sequence[Variable],
-                 scalars: Sequence[Variable], outputs: Sequence[Variable]) -> Plan:
+                 scalars: Sequence[Variable], outputs: Sequence[Variable], n_updates: int = 0,
+                 update_targets: Sequence[int] = ()) -> Plan:
+    """``outputs``: the function outputs, then ``n_updates`` update values; ``update_targets[k]``
+    is the index (among ``inputs + shared``) of the leaf update k writes."""
     buffers: list[Buffer] = []
     buffer_of: dict[int, int] = {}
 
@@ -52,6 +66,11 @@ def plan_buffers(groups: Sequence[Group], lays: dict, inputs: Sequence[Variable]
     for k, v in enumerate(consts):
         add(v, "const", k)
     scalar_slot = {id(v): k for k, v in enumerate(scalars)}
+
+    leaves = list(inputs) + list(shared)
+    inplace = inplace_updates(groups, lays, leaves, outputs, n_updates, update_targets)
+    for value_id, target in inplace.items():
+        buffer_of[value_id] = buffer_of[id(leaves[target])]
 
     out_ids = {id(o) for o in outputs}
     # liveness of each group result in group steps, through views
@@ -88,7 +107,47 @@ def plan_buffers(groups: Sequence[Group], lays: dict, inputs: Sequence[Variable]
             live.append((offset, nbytes, dies))
             arena = max(arena, offset + nbytes)
             add(v, "temp", -1, offset)
-    return Plan(buffers, buffer_of, scalar_slot, arena, naive)
+    return Plan(buffers, buffer_of, scalar_slot, arena, naive,
+                frozenset(buffer_of[id(leaves[t])] for t in inplace.values()))
+
+
+def inplace_updates(groups: Sequence[Group], lays: dict, leaves: Sequence[Variable], outputs: Sequence[Variable],
+                    n_updates: int, update_targets: Sequence[int]) -> dict:
+    """id(update value) -> leaf index, for the updates its kernel may write in place (see the
+    module docstring for the rules)."""
+    n_out = len(outputs) - n_updates
+    step_of = {id(n): i for i, g in enumerate(groups) for n in g.nodes}
+    last_report = max((i for i, g in enumerate(groups) if _may_report(g)), default=-1)
+    reads: dict[int, list] = {}   # id(leaf) -> [(step, node, input read)], through views
+    for i, g in enumerate(groups):
+        for n in g.nodes:
+            for x in n.inputs:
+                base = lays[id(x)].base
+                if base.is_leaf:
+                    reads.setdefault(id(base), []).append((i, n, x))
+    read_after = {id(lays[id(o)].base) for o in outputs}   # values the caller reads after the step
+    chosen = {}
+    for k, target in enumerate(update_targets):
+        value, leaf = outputs[n_out + k], leaves[target]
+        step = step_of.get(id(value))
+        if step is None or lays[id(value)].base is not value:
+            continue   # a leaf, a constant or a view: copied after the step
+        g = groups[step]
+        if sum(o is value for o in outputs) != 1 or id(leaf) in read_after or step <= last_report \
+                or g.family not in ("elemwise", "gemm", "reduce", "softmax") \
+                or value.type.shape != leaf.type.shape or value.dtype != leaf.dtype:
+            continue
+        same_element = {id(n) for n in g.body + g.epilogue if n.type.shape == leaf.type.shape}
+        if all(i < step or (i == step and x is leaf and id(n) in same_element)
+               for i, n, x in reads.get(id(leaf), [])):
+            chosen[id(value)] = target
+    return chosen
+
+
+def _may_report(g: Group) -> bool:
+    """Can this group's kernels report bad input in the status word (an index out of range)?"""
+    return g.family in ("gather", "scatter") or (
+        g.main is not None and isinstance(g.main.op, (CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad)))
 
 
 def _first_fit(live, nbytes: int) -> int:

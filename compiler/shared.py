@@ -56,6 +56,13 @@ class SharedVariable(Variable):
         value.dirty = True
         self._device_shape = shape
 
+    def device_written(self, backend: str) -> None:
+        """A device backend updated this variable's copy on ``backend`` in place: the host copy
+        is stale until ``get_value`` downloads it, and other devices' copies are dropped."""
+        copy = self._device[backend]
+        copy.dirty = True
+        self._device = {backend: copy}
+
     def _sync_from_device(self) -> None:
         for backend_copy in self._device.values():
             if getattr(backend_copy, "dirty", False):

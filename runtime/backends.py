@@ -1,8 +1,7 @@
-"""Backend selection: which runtime executes a specialized, rewritten graph."""
+"""Backend selection: whether cuda can run here, and the device of each kernel backend."""
 from __future__ import annotations
 
 from ..compiler.errors import BackendError
-from ..compiler.options import CompileOptions
 
 
 _cuda_status: "tuple[bool, str] | None" = None
@@ -41,19 +40,12 @@ def resolve(backend: str) -> str:
     return backend
 
 
-def build(outputs, options: CompileOptions, leaves=(), scalars=(), n_outputs: int | None = None):
-    """The program running ``outputs`` on the chosen backend. ``leaves`` are the value leaves
-    (inputs, shared variables) and ``scalars`` the runtime index scalars, in the order the
-    program's I/O signature lists them; the results after the first ``n_outputs`` are update
-    values (which a device backend keeps on the device)."""
-    backend = resolve(options.backend)
-    if backend == "reference":
-        from .reference import ReferenceProgram
-        return ReferenceProgram(outputs)
+def device(backend: str, asan: bool = False):
+    """The device a kernel backend runs on (the process's emu device, or the GPU through pycuda)."""
     if backend == "emu":
-        from .emu import EmuProgram
-        return EmuProgram(outputs, leaves, scalars, asan=options.emu_asan)
+        from .emu import device as emu_device
+        return emu_device(asan)
     if backend == "cuda":
-        from .cuda import CudaProgram
-        return CudaProgram(outputs, leaves, scalars, n_outputs)
-    raise BackendError(f"unknown backend {backend!r}")
+        from .cuda import device as cuda_device
+        return cuda_device()
+    raise BackendError(f"unknown kernel backend {backend!r} (choose 'emu' or 'cuda')")

@@ -10,7 +10,7 @@ ways, with the same iteration protocol on every backend:
   place with a theta function (a gather on the device) and yields batch indices.
 - *streamed* (it does not fit): ``epoch()`` yields host batches (a dict of arrays); a
   background thread assembles the next batch while the current step runs (on the cuda
-  backend the copy goes through pinned buffers on a second stream, see runtime.cuda).
+  backend the copy goes through pinned buffers on a second stream, see runtime.prefetch).
 
 Shuffles are reproducible: epoch e of seed s always visits the same order, and every example
 appears exactly once per epoch (a smaller last batch unless ``drop_last``).
@@ -113,8 +113,9 @@ class Minibatches:
         host_batches = self._stream(self.order.copy())
         from .backends import resolve
         if resolve(self.backend or _config_backend()) == "cuda":
-            from .cuda import prefetch_to_device
-            return prefetch_to_device(host_batches)
+            from .cuda import device
+            from .prefetch import prefetch_to_device
+            return prefetch_to_device(host_batches, device())
         return host_batches
 
     def __iter__(self) -> Iterator:
@@ -126,22 +127,28 @@ class Minibatches:
         stop = threading.Event()
         done = object()
 
+        def put(item) -> bool:
+            # Every hand-over (batches, the end marker, an error) waits on a full queue only
+            # while the consumer is still there: once it stops early, nothing will ever take
+            # the item, and a plain blocking put would leave this thread stuck for good.
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce() -> None:
             try:
                 for i in range(self.n_batches):
                     rows = order[i * self.batch_size:i * self.batch_size + self.batch_length(i)]
                     batch = {k: np.take(v, rows, axis=0) for k, v in self.arrays.items()}
-                    while not stop.is_set():
-                        try:
-                            q.put(batch, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put(batch):
                         return
-                q.put(done)
+                put(done)
             except BaseException as e:  # surface errors in the consumer, never hang it
-                q.put(e)
+                put(e)
 
         worker = threading.Thread(target=produce, name="theta-prefetch", daemon=True)
         worker.start()
@@ -155,7 +162,14 @@ class Minibatches:
                 yield item
         finally:
             stop.set()
-            worker.join(timeout=5)
+            # Free the queue so a put blocked on it returns now (not at its next poll); the
+            # producer then sees ``stop`` and ends after at most the batch it is assembling.
+            while True:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    break
+            worker.join()
 
 
 def _config_backend() -> str:

@@ -6,7 +6,10 @@
 
 The translation unit is rendered from kernels/emu_launch.cpp.j2 (the CUDA source
 verbatim, then one `theta_launch_<name>` launcher per kernel), compiled once into the
-KernelCache and loaded with ctypes. How kernels run is described at the top of emu.h.
+KernelCache and loaded with ctypes. `EmuModule(..., rendered=tu)` takes a translation unit
+rendered earlier (saved with a Program: runtime.artifacts) and compiles it as is, so
+running a loaded program needs no jinja2 (imported only when rendering).
+How kernels run is described at the top of emu.h.
 
 Arguments: a pointer parameter takes a C-contiguous numpy array (its dtype must match
 the pointee: `float*` takes float32, `const double*` float64, `float4*` float32, `void*`
@@ -39,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import jinja2
 import numpy as np
 
 from .cache import KernelCache, default_cache
@@ -118,7 +120,8 @@ def kernels_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _environment() -> jinja2.Environment:
+def _environment() -> "jinja2.Environment":
+    import jinja2  # only to render: a saved program's translation unit is compiled without it
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(kernels_dir())),
         undefined=jinja2.StrictUndefined,
@@ -340,12 +343,15 @@ class EmuModule:
     reporting a divergent barrier.
     extra_flags: more g++ flags, e.g. ("-DNDEBUG",) or ("-DTHETA_EMU_UCONTEXT",) for the
     portable (slower) fiber switch.
+    rendered: the translation unit render_source made for `source` and `kernels` earlier (a
+    saved program's "emu.cpp"); compiled as is instead of rendering (no jinja2).
     """
 
     def __init__(self, source: str, kernels: Sequence[KernelSig], *, asan: bool = False,
                  cache: KernelCache | None = None, opt: str = "-O2", fibers: bool | None = None,
                  workers: int | None = None, stack_kib: int | None = None,
-                 exited_threads_arrive: bool = False, extra_flags: Sequence[str] = ()) -> None:
+                 exited_threads_arrive: bool = False, extra_flags: Sequence[str] = (),
+                 rendered: str | None = None) -> None:
         self.source = source
         self.kernels = {k.name: k for k in kernels}
         self.asan = asan
@@ -354,7 +360,16 @@ class EmuModule:
         self.stack_bytes = 1024 * (stack_kib or _env_int("THETA_EMU_STACK_KIB", 256 if asan else 64))
         self.exited_threads_arrive = exited_threads_arrive
         self._specs = {k.name: tuple(_arg_spec(p.ctype) for p in k.params) for k in kernels}
-        self.rendered = render_source(source, list(kernels), fibers=self.fibers)
+        if rendered is None:
+            self.rendered = render_source(source, list(kernels), fibers=self.fibers)
+        else:
+            # rendered earlier from this source (fibers as it was rendered): checked to hold the
+            # source verbatim and the kernels' names, so a mismatched file fails here, not in g++
+            _check_signature(list(kernels))
+            if source not in rendered or any(f"theta_launch_{k.name}(" not in rendered for k in kernels):
+                raise ValueError("the rendered translation unit is not this source's: it lacks the source "
+                                 "or a launcher of one of the kernels")
+            self.rendered = rendered
         self.flags = (*BASE_FLAGS, opt, *(ASAN_FLAGS if asan else ()), *extra_flags)
         self.path = _compile(self.rendered, source, self.flags, cache or default_cache())
         self._configure = self._launchers = self._lib = None

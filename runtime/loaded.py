@@ -1,126 +1,202 @@
 """theta.load: run a saved Program (a compiled training step, say) without the graph.
 
-``f.save(path)`` writes the Program of ``f``'s latest specialization together with the
-current values of its shared variables; ``theta.load(path)`` returns a callable that takes
-the function's inputs, returns its outputs, and applies its updates to the state it loaded
-(readable with ``get_value(name)``, writable with ``set_value``, and saved back with
-``save_state``). Nothing in the directory is unpickled or executed as Python.
+``f.save(path)`` writes the Program of ``f``'s latest specialization (with its artifacts:
+runtime.artifacts) together with ``function.json`` (how many inputs and outputs, whether
+input downcasts are allowed) and ``state.npz`` (the current values of its shared
+variables), all checksummed (compiler.savedir). ``theta.load(path)`` returns a callable that
+takes the function's inputs, checked as theta.function checks them (compiler.convert),
+returns its outputs, and applies its updates to the state it loaded (readable with
+``get_value(name)``, writable with ``set_value``, and saved back with ``save_state``).
+
+Nothing in the directory is unpickled or executed as Python, and loading imports neither
+the compiler's graph (sympy) nor jinja2.
 """
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
 import os
 import pathlib
-import tempfile
-from typing import Sequence
+import zipfile
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..compiler.errors import ArtifactError, InputError, ShapeError
+from ..compiler import savedir
+from ..compiler.convert import convert_input
+from ..compiler.errors import ArtifactError, DTypeError, InputError
 from ..compiler.program import Program
+from .backends import device, resolve
+from .device import Resident
+from .executor import Executor
 
 STATE = "state.npz"
+META = "function.json"
+SPECIALIZED = "(a saved program is specialized to the shapes it was compiled for)"
 
 
 class LoadedFunction:
     def __init__(self, program: Program, state: dict[str, np.ndarray], n_inputs: int, backend: str = "auto",
-                 single: bool = False, n_outputs: int | None = None) -> None:
-        from .backends import resolve
+                 single: bool = False, n_outputs: int | None = None, *, allow_input_downcast: bool = False,
+                 name: str | None = None, path: str | os.PathLike | None = None) -> None:
         self.program = program
         self.n_inputs = n_inputs
         self.single = single
         self.n_outputs = len(program.outputs) - program.n_updates if n_outputs is None else n_outputs
+        self.allow_input_downcast = allow_input_downcast
+        self.name = name
+        self.path = None if path is None else pathlib.Path(path)  # where save_state() writes by default
         self._state_names = [leaf.name for leaf in program.leaves[n_inputs:]]
         missing = [n for n in self._state_names if n not in state]
         if missing:
             raise ArtifactError(f"saved state lacks values for {missing}")
-        self.state = {n: np.array(state[n], copy=True) for n in self._state_names}
         for leaf in program.leaves[n_inputs:]:
-            if self.state[leaf.name].shape != tuple(leaf.shape) or self.state[leaf.name].dtype.name != leaf.dtype:
-                raise ArtifactError(f"saved value of {leaf.name} is {self.state[leaf.name].dtype}"
-                                    f"{list(self.state[leaf.name].shape)}, the program needs {leaf.dtype}{list(leaf.shape)}")
+            value = state[leaf.name]
+            if value.shape != tuple(leaf.shape) or value.dtype.name != leaf.dtype:
+                raise ArtifactError(f"saved value of {leaf.name} is {value.dtype}{list(value.shape)}, "
+                                    f"the program needs {leaf.dtype}{list(leaf.shape)}")
+        # the state lives on the device between calls; updates are written there in place
+        self.state = {n: Resident(state[n]) for n in self._state_names}
         backend = resolve(backend)
-        if backend == "cuda":
-            from .cuda import CudaExecutor
-            self.executor = CudaExecutor(program)
-        elif backend in ("emu", "reference"):
-            # a Program holds kernels, not a graph: without a GPU it runs on emu
-            from .emu import EmuExecutor
-            self.executor = EmuExecutor(program)
-        else:
+        if backend not in ("cuda", "emu", "reference"):
             raise InputError(f"unknown backend {backend!r}")
+        # a Program holds kernels, not a graph: without a GPU it runs on emu
+        self.executor = Executor(program, device("cuda" if backend == "cuda" else "emu"))
+        self._bare = n_inputs == len(program.leaves)   # update values are returned, not kept
+
+    def _what(self) -> str:
+        return f"loaded function {self.name!r}" if self.name else "loaded function"
 
     def __call__(self, *inputs, scalars: Sequence[int] = ()):
         if len(inputs) != self.n_inputs:
-            raise InputError(f"this program takes {self.n_inputs} inputs, got {len(inputs)}")
-        values = []
-        for spec, value in zip(self.program.leaves, inputs):
-            arr = np.asarray(value)
-            if arr.dtype.name != spec.dtype:
-                if not np.can_cast(arr.dtype, spec.dtype, "same_kind"):
-                    raise InputError(f"input {spec.name} needs {spec.dtype}, got {arr.dtype}")
-                arr = arr.astype(spec.dtype)
-            if arr.shape != tuple(spec.shape):
-                raise ShapeError(f"input {spec.name} needs shape {tuple(spec.shape)}, got {arr.shape} "
-                                 "(a saved program is specialized to the shapes it was compiled for)")
-            values.append(arr)
+            raise InputError(f"{self._what()} takes {self.n_inputs} inputs, got {len(inputs)}")
+        values: list[Any] = []
+        for pos, (spec, value) in enumerate(zip(self.program.leaves, inputs)):
+            where = f"{self._what()}: input {pos} '{spec.name}' {spec.dtype}{list(spec.shape)}"
+            values.append(convert_input(value, spec.dtype, spec.shape, where,
+                                        allow_downcast=self.allow_input_downcast, shape_note=SPECIALIZED))
         values += [self.state[n] for n in self._state_names]
         if len(scalars) != len(self.program.scalars):
             raise InputError(f"this program takes {len(self.program.scalars)} runtime scalars "
                              f"({', '.join(self.program.scalars) or 'none'}), got {len(scalars)}")
-        results = self.executor.run_values(values, list(scalars))
-        outs = results[:self.n_outputs]
-        for target, value in zip(self.program.update_targets, results[self.n_outputs:]):
-            name = self._state_names[target - self.n_inputs]
-            self.state[name] = np.array(value, copy=True)
+        outs = self.executor.run(values, list(scalars), with_updates=self._bare)
         return outs[0] if self.single else outs
 
     def get_value(self, name: str) -> np.ndarray:
         if name not in self.state:
             raise InputError(f"no state named {name!r}; known: {', '.join(self._state_names)}")
-        return self.state[name].copy()
+        return self.state[name].get()
 
     def set_value(self, name: str, value) -> None:
+        """Replace a state value. A numpy array of another dtype kind (ints for a float
+        weight) is refused rather than cast; within a kind it is cast (float64 -> float32)."""
         old = self.get_value(name)
-        arr = np.asarray(value, dtype=old.dtype)
-        if arr.shape != old.shape:
-            raise ShapeError(f"set_value({name!r}): shape {arr.shape}, the program needs {old.shape}")
-        self.state[name] = arr.copy()
+        where = f"{self._what()}: set_value({name!r}) of {old.dtype}{list(old.shape)}"
+        if isinstance(value, (np.ndarray, np.generic)) and np.asarray(value).dtype.kind != old.dtype.kind:
+            raise DTypeError(f"{where} got a {np.asarray(value).dtype} array (a different kind of number); "
+                             f"pass {old.dtype}")
+        arr = convert_input(value, old.dtype.name, old.shape, where, allow_downcast=True)
+        self.state[name].set(np.asarray(arr, dtype=old.dtype))
 
-    def save_state(self, path: str | os.PathLike) -> None:
-        write_state(pathlib.Path(path), self.state)
+    def save_state(self, path: str | os.PathLike | None = None) -> pathlib.Path:
+        """Write the current state: into the directory it was loaded from (default; state.npz and
+        its checksum are replaced), or as a complete saved function at another ``path``."""
+        if self.n_inputs == len(self.program.leaves) and not self.state:
+            raise InputError(f"{self._what()} is a bare program (every leaf an input): it has no state to save")
+        target = pathlib.Path(path) if path is not None else self.path
+        if target is None:
+            raise InputError(f"{self._what()} was not loaded from a directory: pass save_state(path)")
+        state = {n: r.get() for n, r in self.state.items()}
+        if self.path is not None and target.exists() and target.resolve() == self.path.resolve():
+            write_state(target, state)
+        else:
+            save_function(target, self.program, state, n_inputs=self.n_inputs, single=self.single,
+                          n_outputs=self.n_outputs, name=self.name, allow_input_downcast=self.allow_input_downcast,
+                          artifacts=False)
+        return target
 
 
-def write_state(directory: pathlib.Path, state: dict[str, np.ndarray]) -> None:
-    """Atomically (temp file + rename) write the state next to a program."""
-    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **state)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, directory / STATE)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _state_bytes(state: dict[str, np.ndarray]) -> bytes:
+    """The npz of ``state`` (what np.savez writes, but any name works: np.savez(**state) would
+    take a variable named "file" for its own argument)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, value in state.items():
+            with zf.open(f"{name}.npy", "w") as fh:
+                np.lib.format.write_array(fh, np.asarray(value), allow_pickle=False)
+    return buf.getvalue()
 
 
-def load(path: str | os.PathLike, backend: str = "auto") -> LoadedFunction:
+def write_state(directory: str | os.PathLike, state: dict[str, np.ndarray]) -> None:
+    """Replace the state of the saved function in ``directory`` (state.npz and its checksum,
+    each by an atomic rename)."""
+    savedir.replace(directory, {STATE: _state_bytes(state)})
+
+
+def save_function(path: str | os.PathLike, program: Program, state: dict[str, np.ndarray], *, n_inputs: int,
+                  single: bool, n_outputs: int, name: str | None = None, allow_input_downcast: bool = False,
+                  artifacts: bool = True) -> pathlib.Path:
+    """Save a function for theta.load: ``program`` (whose leaves are the ``n_inputs`` inputs,
+    then the shared variables named in ``state``; its ``n_updates``/``update_targets`` set), its
+    artifacts (built here unless ``artifacts=False``: then those ``program`` holds are kept),
+    function.json and state.npz, as one checksummed directory written atomically."""
+    if artifacts:
+        from .artifacts import build_artifacts
+        program = dataclasses.replace(program, artifacts=build_artifacts(program))
+    meta = {"n_inputs": n_inputs, "single": single, "n_outputs": n_outputs, "name": name,
+            "allow_input_downcast": allow_input_downcast}
+    return program.save(path, extra_files={META: json.dumps(meta).encode(), STATE: _state_bytes(state)})
+
+
+def _function_meta(meta: Any, program: Program, where: str) -> dict:
+    """function.json's fields, checked against the program (ArtifactError if malformed)."""
+    def bad(what: str) -> ArtifactError:
+        return ArtifactError(f"{where}/{META} is malformed: {what}")
+    if not isinstance(meta, dict):
+        raise bad("not a JSON object")
+    n_leaves, n_results = len(program.leaves), len(program.outputs)
+    n_inputs, n_outputs = meta.get("n_inputs"), meta.get("n_outputs")
+    if type(n_inputs) is not int or not 0 <= n_inputs <= n_leaves:
+        raise bad(f"n_inputs must be an integer in [0, {n_leaves}]")
+    if type(n_outputs) is not int or n_outputs + program.n_updates != n_results:
+        raise bad(f"n_outputs must be {n_results - program.n_updates} (outputs besides the {program.n_updates} updates)")
+    if len(program.update_targets) != program.n_updates or any(t < n_inputs for t in program.update_targets):
+        raise bad("the program's updates must each write a shared variable")
+    for key in ("single", "allow_input_downcast"):
+        if not isinstance(meta.get(key, False), bool):
+            raise bad(f"{key} must be true or false")
+    if meta.get("name") is not None and not isinstance(meta["name"], str):
+        raise bad("name must be a string or null")
+    return meta
+
+
+def load(path: str | os.PathLike, backend: str = "auto", allow_input_downcast: bool | None = None) -> LoadedFunction:
     """Load a directory written by ``f.save(path)`` (inputs in, outputs out, updates applied to
     the loaded state) or by ``f.program.save(path)`` (every input and shared value passed in,
-    outputs and update values returned)."""
-    import json
+    outputs and update values returned). ``allow_input_downcast`` (None: as saved) lets a
+    float64 array into a float32 input."""
     path = pathlib.Path(path)
-    program = Program.load(path)
-    if not (path / "function.json").exists():
+    files = savedir.read(path)       # every file checked against checksums.json first
+    program = Program.from_files(path, files)
+    if META not in files and (path / META).exists():
+        raise ArtifactError(f"{path}/{META} is not covered by {savedir.CHECKSUMS}: it was added or the "
+                            "function saved by an older theta; save it again")
+    if META not in files:
         # A bare Program (f.program.save): every leaf is an input, every result an output.
-        return LoadedFunction(program, {}, len(program.leaves), backend, False, len(program.outputs))
+        return LoadedFunction(program, {}, len(program.leaves), backend, False, len(program.outputs),
+                              allow_input_downcast=bool(allow_input_downcast), path=path)
+    if STATE not in files:
+        raise ArtifactError(f"{path} is a saved function without {STATE} in its checksums")
     try:
-        meta = json.loads((path / "function.json").read_text())
-        with np.load(path / STATE, allow_pickle=False) as npz:
+        meta = _function_meta(json.loads(files[META].decode()), program, str(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}/{META} is corrupt: {e}") from e
+    try:
+        with np.load(io.BytesIO(files[STATE]), allow_pickle=False) as npz:
             state = {k: npz[k] for k in npz.files}
-    except FileNotFoundError as e:
-        raise ArtifactError(f"{path} is a bare program, not a saved function ({e.filename} missing)") from e
-    except (ValueError, OSError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path}: corrupt saved function ({e})") from e
-    return LoadedFunction(program, state, int(meta["n_inputs"]), backend, bool(meta["single"]), int(meta["n_outputs"]))
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path}/{STATE} is corrupt: {e}") from e
+    downcast = meta.get("allow_input_downcast", False) if allow_input_downcast is None else allow_input_downcast
+    return LoadedFunction(program, state, meta["n_inputs"], backend, meta.get("single", False), meta["n_outputs"],
+                          allow_input_downcast=downcast, name=meta.get("name"), path=path)

@@ -1,4 +1,4 @@
-"""nvcc driver: compile plain CUDA C to cubins (cached) and read ptxas' resource usage.
+"""nvcc driver: compile plain CUDA C to cubins and PTX (cached) and read ptxas' resource usage.
 
 Used by the cuda backend (cubins) and by tests on machines without a GPU (does every
 rendered kernel compile for sm_80/sm_90, how many registers, does it spill?).
@@ -24,6 +24,7 @@ __all__ = [
     "find_nvcc",
     "nvcc_version",
     "compile_cubin",
+    "compile_ptx",
     "resources",
     "parse_ptxas_info",
     "source_excerpt",
@@ -33,6 +34,8 @@ __all__ = [
 SOURCE_NAME = "kernel.cu"
 NVCC_FLAGS = ("-std=c++17", "-lineinfo", "-Xptxas", "-v")
 _ARCH_RE = re.compile(r"^sm_\d{2,3}[af]?$")
+_VIRTUAL_ARCH_RE = re.compile(r"^compute_\d{2,3}[af]?$")
+PTX_FLAGS = ("-std=c++17", "-lineinfo")  # no ptxas runs for -ptx: no -Xptxas -v
 
 
 class NvccError(RuntimeError):
@@ -144,6 +147,27 @@ def compile_cubin(source: str, arch: str = "sm_90", *, cache: KernelCache | None
     """The cubin of `source` for `arch` (nvcc -cubin -arch=<arch> -Xptxas -v), cached."""
     cubin, _ = _ensure_entries(source, arch, cache)
     return cubin.read_bytes()
+
+
+def compile_ptx(source: str, arch: str = "compute_90", *, cache: KernelCache | None = None) -> bytes:
+    """The PTX of `source` for the virtual architecture `arch` (nvcc -ptx -arch=compute_90),
+    cached: a driver JIT-compiles it for a GPU no saved cubin matches."""
+    if not _VIRTUAL_ARCH_RE.match(arch):
+        raise ValueError(f"arch must look like 'compute_90', got {arch!r}")
+    cache = cache or default_cache()
+    nvcc = _require_nvcc()
+
+    def build(out: Path) -> None:
+        src = out.with_name(SOURCE_NAME)
+        src.write_text(source)
+        cmd = [nvcc, "-ptx", f"-arch={arch}", *PTX_FLAGS, "-o", str(out), str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out.parent)
+        if proc.returncode != 0:
+            output = (proc.stdout + proc.stderr).strip()
+            raise NvccError(_format_error(source, arch, output, repro_command(cmd, src, out, source)))
+
+    key = cache.key(kind="ptx", source=source, arch=arch, flags=" ".join(PTX_FLAGS), nvcc=_nvcc_identity(nvcc))
+    return cache.get_or_build(key, build, ".ptx").read_bytes()
 
 
 def resources(source: str, arch: str = "sm_90", *, cache: KernelCache | None = None) -> dict[str, dict[str, int | str]]:

@@ -1,5 +1,8 @@
 """The minibatch iterator: every example once per epoch, reproducible shuffles, partial batches,
 the same protocol resident (givens slices of shared data) and streamed (host batches)."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -91,6 +94,40 @@ def test_streamed_errors_reach_the_consumer_and_early_exit_is_clean():
     it = mb.epoch()
     next(it)
     it.close()  # stops the prefetch thread without hanging
+
+
+def _new_prefetch_threads(before: set) -> list:
+    return [t for t in threading.enumerate() if t not in before and t.name == "theta-prefetch"]
+
+
+def test_closing_a_streamed_epoch_early_ends_its_producer_thread():
+    # 3 batches, 2 prefetched: while the consumer holds the first, the producer queues the other
+    # two and then waits to hand over the end of the epoch, which nobody will ever take
+    mb = Minibatches(data(), 10, resident=False, prefetch=2)
+    before = set(threading.enumerate())
+    it = mb.epoch()
+    next(it)
+    (worker,) = _new_prefetch_threads(before)
+    q = it.gi_frame.f_locals["q"]
+    deadline = time.monotonic() + 30
+    while not q.full() and time.monotonic() < deadline:   # reach that state (nothing timed)
+        time.sleep(0.01)
+    it.close()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+
+
+def test_breaking_out_of_a_streamed_epoch_ends_its_producer_thread():
+    mb = Minibatches(data(), 4, resident=False, prefetch=1)
+    before = set(threading.enumerate())
+    seen = 0
+    for batch in mb.epoch():     # the generator is dropped (and so closed) at the break
+        seen += 1
+        if seen == 2:
+            break
+    for worker in _new_prefetch_threads(before):
+        worker.join(timeout=30)
+        assert not worker.is_alive()
 
 
 def test_bad_input():

@@ -256,7 +256,9 @@ def test_index_from_a_tensor_value(rng):
     through a pointer and normalized in the kernel (wrapped if negative). The graph is built
     by hand: specialization would make the index a runtime scalar. (The 0-d value is a view
     of a 1-element vector: runtime/emu.py cannot take 0-d leaves yet.)"""
-    from theta.runtime.emu import EmuProgram
+    from theta.binding import KernelRunner
+    from theta.compiler.pipeline import build_program
+    from theta.runtime.emu import device
     x = Variable(TensorType("float32", (4, 3, 5)), name="x")
     iv1 = Variable(TensorType("int32", (1,)), name="i")
     i = Subtensor((0,))(iv1)
@@ -264,13 +266,12 @@ def test_index_from_a_tensor_value(rng):
     y = Variable(TensorType("float32", (2, 5)), name="y")
     picked = Subtensor((Arg(1), Adv(2)))(x, i, idx)
     updated = IncSubtensor((Arg(2), Adv(3)), False)(x, y, i, idx)
-    prog = EmuProgram([picked, updated], [x, iv1, idx, y], [])
+    prog = KernelRunner(build_program([picked, updated], [x, iv1, idx, y], []), device())
     xv = rng.standard_normal((4, 3, 5)).astype("float32")
     yv = rng.standard_normal((2, 5)).astype("float32")
     iv = np.array([0, -1], dtype="int64")
     for ival in (2, -1):
-        env = {id(x): xv, id(iv1): np.array([ival], dtype="int32"), id(idx): iv, id(y): yv}
-        got_pick, got_upd = prog.run(env)
+        got_pick, got_upd = prog.run([xv, np.array([ival], dtype="int32"), iv, yv], [])
         np.testing.assert_array_equal(got_pick, xv[ival, iv])
         want = xv.copy()
         np.add.at(want, (ival, iv), yv)

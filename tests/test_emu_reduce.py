@@ -19,7 +19,9 @@ import pytest
 import theta
 import theta.tensor as T
 from theta.compiler.ops.elemwise import SumTo
-from theta.runtime.emu import EmuProgram
+from theta.binding import KernelRunner
+from theta.compiler.pipeline import build_program
+from theta.runtime.emu import device as emu_device
 from theta.runtime.nvcc import find_nvcc, resources
 
 KINDS = {"sum": T.sum, "prod": T.prod, "max": T.max, "min": T.min, "mean": T.mean}
@@ -272,13 +274,12 @@ def test_sum_to():
     g8 = T.tensor("int8", shape=(40, 3), name="g8")
     like8 = T.tensor("int8", shape=(1, 3), name="like8")
     outs = [SumTo()(g32, like32), SumTo()(g8, like8)]
-    prog = EmuProgram(outs, [g32, like32, g8, like8], [])
+    prog = KernelRunner(build_program(outs, [g32, like32, g8, like8], []), emu_device())
     assert len(prog.kernels) == 2
     rng = np.random.default_rng(0)
     gv = rng.standard_normal((4, 5, 6)).astype("float32")
     g8v = rng.integers(-128, 128, (40, 3)).astype("int8")
-    got = prog.run({id(g32): gv, id(like32): np.zeros((1, 5, 1), "float32"),
-                    id(g8): g8v, id(like8): np.zeros((1, 3), "int8")})
+    got = prog.run([gv, np.zeros((1, 5, 1), "float32"), g8v, np.zeros((1, 3), "int8")], [])
     for k, (g, like) in enumerate([(gv, (1, 5, 1)), (g8v, (1, 3))]):
         assert_same(got[k], SumTo().perform(g, np.zeros(like)), f"SumTo {k}")
 

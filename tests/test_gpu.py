@@ -88,3 +88,45 @@ def test_saved_program_runs_on_gpu(tmp_path):
     f.save(tmp_path / "prog")
     g = theta.load(tmp_path / "prog", backend="cuda")
     assert float(g(xv)) == pytest.approx(float(f(xv)))
+
+
+def test_calls_from_four_threads_agree_with_serial_calls():
+    import threading
+    x = T.dmatrix("x")
+    f = theta.function([x], [T.tanh(T.dot(x, x.T)).sum(axis=1), T.nnet.softmax(x * 3)], backend="cuda")
+    inputs = [rng.standard_normal((33, 17)) for _ in range(16)]
+    serial = [f(a) for a in inputs]
+    got: dict = {}
+
+    def worker(k):
+        for j in range(k, len(inputs), 4):
+            got[j] = f(inputs[j])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for j, want in enumerate(serial):
+        for a, b in zip(want, got[j]):
+            np.testing.assert_array_equal(b, a)
+
+
+def test_a_training_step_allocates_nothing_after_its_first_call_and_downloads_only_its_output():
+    from theta.runtime.cuda import device
+    data = theta.shared(rng.standard_normal((96, 12)).astype("float32"), name="data")
+    labels = theta.shared(rng.integers(0, 5, 96).astype("int32"), name="labels")
+    i = T.lscalar("i")
+    x, y = T.fmatrix("x"), T.ivector("y")
+    W = theta.shared(np.zeros((12, 5), "float32"), name="W")
+    cost = T.nnet.categorical_crossentropy(T.nnet.softmax(T.dot(x, W)), y).mean()
+    f = theta.function([i], cost, updates=[(W, W - 0.1 * theta.grad(cost, W))], backend="cuda",
+                       givens={x: data[i * 32:(i + 1) * 32], y: labels[i * 32:(i + 1) * 32]})
+    f(0)
+    dev = device()
+    before = dict(dev.stats)
+    f(1)
+    f(2)
+    delta = {k: dev.stats[k] - before.get(k, 0) for k in dev.stats}
+    assert delta.get("alloc", 0) == 0 and delta.get("upload", 0) == 0, delta
+    assert delta.get("download", 0) == 2, delta   # the cost of each step

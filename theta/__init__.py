@@ -8,28 +8,54 @@
 
 The implementation lives in theta.compiler (graphs to programs), theta.runtime (executing
 them), theta.kernels (CUDA templates) and theta.models; this package re-exports the API.
+
+Nothing is imported until it is first used (PEP 562 ``__getattr__`` below): ``import theta;
+theta.load(path)`` runs a saved program without importing the compiler (sympy) or jinja2.
+theta.tensor, theta.gradient, theta.printing and theta.errors are Theano's module names for
+compiler modules; the files of those names here make ``import theta.tensor as T`` work.
 """
 from __future__ import annotations
 
-import sys as _sys
+import importlib as _importlib
 
-from .compiler import errors, gradient, printing  # noqa: F401
-from .compiler import tensor  # noqa: F401
-from .compiler.errors import ThetaError  # noqa: F401
-from .compiler.function import Function, In, function  # noqa: F401
-from .compiler.grad import grad  # noqa: F401
-from .compiler.options import CompileOptions, config  # noqa: F401
-from .compiler.shared import SharedVariable, shared  # noqa: F401
-from .compiler.graph import Variable  # noqa: F401
-from .runtime.loaded import load  # noqa: F401
+from . import binding as _binding
+from .compiler import binder as _binder
 
-# Theano's module names: theta.tensor, theta.tensor.nnet, theta.gradient, theta.printing.
-_sys.modules[__name__ + ".tensor"] = tensor
-_sys.modules[__name__ + ".tensor.nnet"] = tensor.nnet
-_sys.modules[__name__ + ".gradient"] = gradient
-_sys.modules[__name__ + ".printing"] = printing
-_sys.modules[__name__ + ".errors"] = errors
+# The composition root: hand the compiler what runs its graphs (both modules import nothing heavy).
+_binder.install(_binding)
 
 __version__ = "0.1.0"
+
+# public name -> (module, attribute), imported on first access
+_LAZY = {
+    "function": ("theta.compiler.function", "function"),
+    "Function": ("theta.compiler.function", "Function"),
+    "In": ("theta.compiler.function", "In"),
+    "grad": ("theta.compiler.grad", "grad"),
+    "config": ("theta.compiler.options", "config"),
+    "CompileOptions": ("theta.compiler.options", "CompileOptions"),
+    "shared": ("theta.compiler.shared", "shared"),
+    "SharedVariable": ("theta.compiler.shared", "SharedVariable"),
+    "Variable": ("theta.compiler.graph", "Variable"),
+    "ThetaError": ("theta.compiler.errors", "ThetaError"),
+    "load": ("theta.runtime.loaded", "load"),
+}
+_SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models")
+
 __all__ = ["function", "In", "grad", "shared", "config", "load", "tensor", "gradient", "printing", "errors",
            "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(_importlib.import_module(module), attr)
+        globals()[name] = value  # later accesses are plain attribute reads
+        return value
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"{__name__}.{name}")  # the import binds theta.<name>
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

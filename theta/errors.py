@@ -1,0 +1,7 @@
+"""``theta.errors`` is theta.compiler.errors itself (Theano's module name): importing this module
+puts that module in its place, so both names are one module object."""
+import sys
+
+from .compiler import errors as _module
+
+sys.modules[__name__] = _module
