@@ -54,8 +54,8 @@ class NullDevice:
         return _Status()
 
     def load(self, program) -> list:
-        from theta.runtime.cuda import _format_char
-        return [struct.Struct("@" + "".join(_format_char(p.ctype) for p in k.params)) for k in program.kernels]
+        from theta.runtime.device import struct_format
+        return [struct.Struct("@" + struct_format(k.params)) for k in program.kernels]
 
     def launch(self, handle, args) -> None:
         handle.pack(*args)   # what the cuda device does before the driver call

@@ -4,19 +4,25 @@ from __future__ import annotations
 from ..compiler.errors import BackendError
 
 
-_cuda_status: "tuple[bool, str] | None" = None
+_gpu_status: "tuple[bool, str] | None" = None
 
 
-def cuda_available() -> tuple[bool, str]:
-    """(usable, reason): a GPU, pycuda and nvcc (kernels are compiled to cubins at load) are all
-    needed for the cuda backend. Probed once per process."""
-    global _cuda_status
-    if _cuda_status is None:
-        _cuda_status = _probe_cuda()
-    return _cuda_status
+def cuda_available(need_nvcc: bool = True) -> tuple[bool, str]:
+    """(usable, reason): the cuda backend needs a GPU and pycuda, and nvcc to compile new kernels
+    (``need_nvcc=False``: running a saved Program that carries a cubin or PTX for this GPU does
+    not). The GPU is probed once per process."""
+    global _gpu_status
+    if _gpu_status is None:
+        _gpu_status = _probe_gpu()
+    if not _gpu_status[0] or not need_nvcc:
+        return _gpu_status
+    from .nvcc import find_nvcc
+    if find_nvcc() is None:
+        return False, "nvcc not found (looked at $THETA_NVCC, PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)"
+    return True, "ok"
 
 
-def _probe_cuda() -> tuple[bool, str]:
+def _probe_gpu() -> tuple[bool, str]:
     try:
         import pycuda.driver as drv
     except Exception as e:  # ImportError, or a broken CUDA install raising at import
@@ -27,15 +33,13 @@ def _probe_cuda() -> tuple[bool, str]:
             return False, "no CUDA device is visible"
     except Exception as e:
         return False, f"the CUDA driver failed to initialize ({e})"
-    from .nvcc import find_nvcc
-    if find_nvcc() is None:
-        return False, "nvcc not found (looked at $THETA_NVCC, PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)"
     return True, "ok"
 
 
-def resolve(backend: str) -> str:
+def resolve(backend: str, need_nvcc: bool = True) -> str:
+    """The backend ``auto`` stands for here: cuda where it can run, else reference."""
     if backend == "auto":
-        ok, _ = cuda_available()
+        ok, _ = cuda_available(need_nvcc)
         return "cuda" if ok else "reference"
     return backend
 

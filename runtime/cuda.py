@@ -27,22 +27,7 @@ import threading
 import numpy as np
 
 from ..compiler.errors import BackendError
-from .device import interface_pointer
-
-# kernel parameter C type -> struct format character (native mode: aligned as C aligns them)
-_FORMATS = {"long long": "q", "int": "i", "unsigned int": "I", "float": "f", "double": "d",
-            "unsigned long long": "Q", "short": "h", "unsigned short": "H", "signed char": "b",
-            "unsigned char": "B", "bool": "?"}
-
-
-def _format_char(ctype: str) -> str:
-    if "*" in ctype:
-        return "P"
-    base = " ".join(ctype.replace("const", " ").split())
-    if base not in _FORMATS:
-        raise BackendError(f"no launch format for the parameter type {ctype!r}")
-    return _FORMATS[base]
-
+from .device import interface_pointer, struct_format
 
 class _Active:
     __slots__ = ("dev", "pushed")
@@ -134,7 +119,7 @@ class CudaDevice:
 
     def __init__(self, ordinal: int = 0) -> None:
         from .backends import cuda_available
-        ok, why = cuda_available()
+        ok, why = cuda_available(need_nvcc=False)   # nvcc is checked when a kernel must be compiled
         if not ok:
             raise BackendError(f"the cuda backend cannot run here: {why}. backend='auto' falls back to "
                                "'reference' (NumPy); 'emu' runs the generated CUDA C on the CPU")
@@ -213,7 +198,7 @@ class CudaDevice:
             handles = []
             for k in program.kernels:
                 fn = module.get_function(k.name)
-                fmt = "".join(_format_char(p.ctype) for p in k.params)
+                fmt = struct_format(k.params)
                 fn.prepare(fmt)   # for prepared_async_call, where pycuda lacks _launch_kernel
                 handles.append((fn, getattr(fn, "_launch_kernel", None), k.grid, k.block,
                                 struct.Struct("@" + fmt), int(k.shared_bytes)))
@@ -229,7 +214,10 @@ class CudaDevice:
                      and int(n[8:-4]) <= int(self.arch[3:]))
         if ptx:
             return artifacts[ptx[-1]]
-        from .nvcc import NvccError, compile_cubin
+        from .nvcc import NvccError, compile_cubin, find_nvcc
+        if find_nvcc() is None:
+            raise BackendError(f"this program has no cubin or PTX for {self.arch} ({self.label}) and nvcc, which "
+                               "would compile one, is not found ($THETA_NVCC, PATH, $CUDA_HOME/bin)")
         try:
             return compile_cubin(source, self.arch)
         except NvccError as e:   # a theta bug, shown with the failing source line

@@ -137,6 +137,28 @@ class DeviceArray:
         return f"DeviceArray({self.dtype}{list(self.shape)}, on {self.device.name})"
 
 
+# kernel parameter C type -> struct format character (native mode: aligned as C aligns them)
+_FORMATS = {"long long": "q", "int": "i", "unsigned int": "I", "float": "f", "double": "d",
+            "unsigned long long": "Q", "short": "h", "unsigned short": "H", "signed char": "b",
+            "unsigned char": "B", "bool": "?"}
+
+
+def struct_format(params) -> str:
+    """The ``struct`` format packing a kernel's parameters as the CUDA launch API expects them
+    (pointers and scalars at their C alignment; theta's kernels take nothing else)."""
+    chars = []
+    for p in params:
+        base = " ".join(p.ctype.replace("const", " ").split())
+        if "*" in p.ctype:
+            chars.append("P")
+        elif base in _FORMATS:
+            chars.append(_FORMATS[base])
+        else:
+            from ..compiler.errors import BackendError
+            raise BackendError(f"no launch format for the parameter type {p.ctype!r}")
+    return "".join(chars)
+
+
 class Resident:
     """A value that stays on a device between calls (a loaded function's state; shared
     variables do the same in compiler/shared.py): uploaded on first use, updated there in place,

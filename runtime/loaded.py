@@ -58,7 +58,7 @@ class LoadedFunction:
                                     f"the program needs {leaf.dtype}{list(leaf.shape)}")
         # the state lives on the device between calls; updates are written there in place
         self.state = {n: Resident(state[n]) for n in self._state_names}
-        backend = resolve(backend)
+        backend = resolve(backend, need_nvcc=False)   # a saved program carries its cubins and PTX
         if backend not in ("cuda", "emu", "reference"):
             raise InputError(f"unknown backend {backend!r}")
         # a Program holds kernels, not a graph: without a GPU it runs on emu

@@ -79,15 +79,24 @@ def test_device_arrays_in_and_out():
     np.testing.assert_allclose(f(dev), np.arange(5) * 2)
 
 
-def test_saved_program_runs_on_gpu(tmp_path):
+def test_saved_program_runs_on_gpu_from_its_cubin_without_nvcc(tmp_path, monkeypatch):
+    from theta.runtime import nvcc
+    from theta.runtime.cuda import device
     W = theta.shared(np.ones((4, 3), "float32"), name="W")
     x = T.fmatrix("x")
     f = theta.function([x], T.dot(x, W).sum(), updates=[(W, W + 1)], backend="cuda")
     xv = np.ones((2, 4), "float32")
     f(xv)
     f.save(tmp_path / "prog")
+    device().modules.clear()   # load from the saved artifacts, not the module f loaded
+
+    def no_nvcc(*args, **kwargs):
+        raise AssertionError("nvcc must not be needed to load a program saved with its cubins")
+    monkeypatch.setattr(nvcc, "find_nvcc", lambda: None)
+    monkeypatch.setattr(nvcc, "compile_cubin", no_nvcc)
     g = theta.load(tmp_path / "prog", backend="cuda")
     assert float(g(xv)) == pytest.approx(float(f(xv)))
+    np.testing.assert_allclose(g.get_value("W"), W.get_value())
 
 
 def test_calls_from_four_threads_agree_with_serial_calls():
