@@ -59,7 +59,9 @@ class SharedVariable(Variable):
     def device_written(self, backend: str) -> None:
         """A device backend updated this variable's copy on ``backend`` in place: the host copy
         is stale until ``get_value`` downloads it, and other devices' copies are dropped."""
-        copy = self._device[backend]
+        copy = self._device.get(backend)
+        if copy is None:   # a set_value on another thread replaced it during the step: it wins
+            return
         copy.dirty = True
         self._device = {backend: copy}
 

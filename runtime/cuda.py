@@ -55,8 +55,12 @@ class _Session:
 
     def __enter__(self) -> None:
         self.rlock.acquire()
-        active = _Active(self.dev)
-        active.__enter__()
+        try:
+            active = _Active(self.dev)
+            active.__enter__()
+        except BaseException:
+            self.rlock.release()
+            raise
         self.local.__dict__.setdefault("stack", []).append(active)
 
     def __exit__(self, *exc) -> bool:
@@ -211,7 +215,7 @@ class CudaDevice:
         if f"{self.arch}.cubin" in artifacts:
             return artifacts[f"{self.arch}.cubin"]
         ptx = sorted(n for n in artifacts if n.startswith("compute_") and n.endswith(".ptx")
-                     and int(n[8:-4]) <= int(self.arch[3:]))
+                     and n[8:-4].isdigit() and int(n[8:-4]) <= int(self.arch[3:]))
         if ptx:
             return artifacts[ptx[-1]]
         from .nvcc import NvccError, compile_cubin, find_nvcc

@@ -175,7 +175,9 @@ class Resident:
         return copy
 
     def device_written(self, backend: str) -> None:
-        copy = self._copies[backend]
+        copy = self._copies.get(backend)
+        if copy is None:   # replaced by set() during the step: the new value wins
+            return
         copy.dirty = True
         self._copies = {backend: copy}
 

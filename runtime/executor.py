@@ -109,17 +109,23 @@ class Executor:
         taken before any copy, so every update sees the values of before the step."""
         prog = self.program
         copies = []
+        self._copy_targets: list[int] = []   # the leaf each copy writes
+        self._reshaped: set[int] = set()      # leaves an update gives a new shape
         targets = {self._leaf_buffer[t] for t in prog.update_targets}
         for k, target in enumerate(prog.update_targets):
             spec = prog.outputs[self.n_outputs + k]
             dst = self._leaf_buffer[target]
-            if spec.ref.buffer == dst and spec.ref.offset == 0 and not spec.ref.dyn:
-                continue   # the compiler wrote this update in place
+            if spec.ref.buffer == dst and spec.ref.offset == 0 and not spec.ref.dyn \
+                    and tuple(spec.strides) == _c_strides(spec.shape):
+                continue   # written in place by the compiler (or W := W)
             snapshot = None
-            if spec.ref.buffer in targets:
-                snapshot = DeviceArray(self.device, spec.shape, spec.dtype)
+            if spec.ref.buffer in targets:   # the whole source buffer, whatever the view reads of it
+                snapshot = self.device.alloc(max(prog.buffers[spec.ref.buffer].nbytes, 1))
                 self._memory.append(snapshot)
             copies.append((dst, spec, snapshot))
+            self._copy_targets.append(target)
+            if tuple(spec.shape) != tuple(prog.leaves[target].shape):
+                self._reshaped.add(target)
         return copies
 
     # -- a call ---------------------------------------------------------------------------------
@@ -136,10 +142,13 @@ class Executor:
             raise BackendError(f"program takes {len(prog.scalars)} runtime scalars, got {len(scalars)}")
         scalars = [int(s) for s in scalars]
         with dev.lock:
-            keep: list = []   # host arrays that must outlive the copies reading them
+            # everything bound stays referenced until the step is over: a set_value on another
+            # thread may drop a variable's resident copy while kernels still write it
+            keep: list = []
             base = list(self._fixed)
             for slot in self._bound:
-                base[self._leaf_buffer[slot]] = self._bind_leaf(slot, leaves[slot], keep)
+                private = with_updates and slot in prog.update_targets   # never the caller's array
+                base[self._leaf_buffer[slot]] = self._bind_leaf(slot, leaves[slot], keep, private)
             if self._status is not None:
                 self._status.reset()
             try:
@@ -155,14 +164,17 @@ class Executor:
                                 address += scalars[slot] * unit
                             args[j] = address
                     dev.launch(handle, args)
+            except BaseException:
+                self._mark_written(leaves)   # kernels may have updated state in place before failing
+                raise
             finally:
                 dev.synchronize()   # nothing in flight may read `keep` or be left half-done
             if self._status is not None:
                 raise_status(prog, self._status.read())   # before any update shows
             outs = [self._output(spec, base, scalars, outputs_on_device) for spec in prog.outputs[:self.n_outputs]]
             self._apply_updates(base, scalars, leaves)
-            if self._copies:
-                dev.synchronize()
+            if self._copies or outputs_on_device:
+                dev.synchronize()   # copies complete before the arrays are seen
             if with_updates:
                 for target in prog.update_targets:
                     spec = prog.leaves[target]
@@ -172,29 +184,45 @@ class Executor:
                     outs.append(host)
         return outs
 
-    def _bind_leaf(self, slot: int, value, keep: list) -> int:
+    def _bind_leaf(self, slot: int, value, keep: list, private: bool = False) -> int:
+        """The address the kernels use for leaf ``slot``; ``private``: a copy of the caller's
+        value (a leaf the step updates in place, when the caller gets the new value back)."""
         spec, dev = self.program.leaves[slot], self.device
         if hasattr(value, "device_value"):   # a shared variable or loaded state: its resident copy
             value = value.device_value(dev.name, lambda host: DeviceArray.from_host(dev, host))
         value = getattr(value, "wrapped", value)   # theta.function's wrapper of device arguments
+        keep.append(value)
+        ptr = None
         if isinstance(value, DeviceArray) and value.device is dev:
             _check(spec, value.dtype, value.shape, "device array")
             if value.ready is not None:   # a prefetched batch: its copy before our launches
                 dev.order_after(value.ready)
-            return value.ptr
-        foreign = getattr(dev, "foreign_pointer", None)
-        ptr = foreign(value, spec) if foreign is not None else None
-        if ptr is not None:
+            ptr = value.ptr
+        else:
+            foreign = getattr(dev, "foreign_pointer", None)
+            ptr = foreign(value, spec) if foreign is not None else None
+        if ptr is not None and not private:
             return ptr
+        if ptr is not None:
+            stage = self._stage(slot)
+            if stage.nbytes:
+                dev.copy(stage.ptr, ptr, stage.nbytes)
+            return stage.ptr
         host = np.asarray(value, dtype=spec.dtype, order="C")   # (ascontiguousarray makes 0-d 1-d)
         _check(spec, host.dtype, host.shape, "array")
-        stage = self._staging.get(slot)
-        if stage is None:
-            stage = self._staging[slot] = DeviceArray(dev, spec.shape, spec.dtype)
+        stage = self._stage(slot)
         if host.nbytes:
             dev.upload(stage.ptr, host)
             keep.append(host)
         return stage.ptr
+
+    def _stage(self, slot: int) -> DeviceArray:
+        """The executor's own buffer for leaf ``slot`` (allocated on first use)."""
+        stage = self._staging.get(slot)
+        if stage is None:
+            spec = self.program.leaves[slot]
+            stage = self._staging[slot] = DeviceArray(self.device, spec.shape, spec.dtype)
+        return stage
 
     def _address(self, ref, base: list, scalars: list) -> int:
         return base[ref.buffer] + (ref.offset + sum(scalars[s] * c for s, c in ref.dyn)) * self._item[ref.buffer]
@@ -226,30 +254,47 @@ class Executor:
         self.device.download(span, address + lo * item)
         view = np.lib.stride_tricks.as_strided(span[-lo:], shape=spec.shape,
                                                strides=tuple(s * item for s in spec.strides), writeable=False)
-        return np.array(view, copy=True)
+        return np.array(view, copy=True, order="C")
 
     def _apply_updates(self, base: list, scalars: list, leaves: Sequence) -> None:
         dev, prog = self.device, self.program
         sources = []
         for dst, spec, snapshot in self._copies:
             address = self._address(spec.ref, base, scalars)
-            nbytes = math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
-            if snapshot is not None and nbytes:
-                dev.copy(snapshot.ptr, address, nbytes)
-                address = snapshot.ptr
+            if snapshot is not None:   # read the source's values of before the step
+                start = base[spec.ref.buffer]
+                dev.copy(int(snapshot), start, prog.buffers[spec.ref.buffer].nbytes)
+                address = int(snapshot) + (address - start)
             sources.append(address)
-        for (dst, spec, _), address in zip(self._copies, sources):
+        for (dst, spec, _), address, target in zip(self._copies, sources, self._copy_targets):
             nbytes = math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+            into = base[dst]
+            if target in self._reshaped:
+                # the update changes the variable's shape (Theano allows it): a new device value,
+                # and the next call compiles for the new shape
+                fresh = DeviceArray(dev, spec.shape, spec.dtype)
+                replace = getattr(leaves[target], "set_device_value", None)
+                if replace is None:
+                    raise BackendError(f"an update changes the shape of {prog.leaves[target].name} from "
+                                       f"{tuple(prog.leaves[target].shape)} to {tuple(spec.shape)}")
+                replace(dev.name, fresh)
+                into = fresh.ptr
             if not nbytes:
                 continue
             if tuple(spec.strides) == _c_strides(spec.shape):
-                dev.copy(base[dst], address, nbytes)
+                dev.copy(into, address, nbytes)
             else:   # an update that is a strided view (W.T): rare, staged through the host
-                dev.upload(base[dst], self._strided(spec, address))
-        for target in prog.update_targets:
+                dev.upload(into, self._strided(spec, address))
+        self._mark_written(leaves, skip=self._reshaped)
+
+    def _mark_written(self, leaves: Sequence, skip: frozenset = frozenset()) -> None:
+        """Tell each updated variable its device copy is now newer than its host copy."""
+        for target in self.program.update_targets:
+            if target in skip:   # given a new device value instead
+                continue
             written = getattr(leaves[target], "device_written", None)
             if written is not None:
-                written(dev.name)
+                written(self.device.name)
 
 
 def _check(spec, dtype, shape, what: str) -> None:
