@@ -20,6 +20,18 @@
 //     the launch and come back as an error code + message from the launch function.
 //     Memory errors (a wild pointer) still crash the process: use asan=True to find them.
 //
+// Schedules: Config::schedule picks the order in which a block's runnable threads run
+// between synchronisation points (0 forward, 1 reverse, 2 a shuffle seeded by
+// Config::seed and the block index). A correct kernel gives the same result in every order.
+//
+// Checking mode (-DTHETA_EMU_CHECK, see emu_check.h): shared memory declared through the
+// prelude's THETA_SHARED macros is shadowed per element (races within a barrier interval,
+// reads of elements the block never wrote, the 48 KB static limit); barriers must be reached
+// at one call site by every thread; a warp op's lanes must agree on op, call site and mask;
+// global scratch declared with THETA_DEVICE_ARRAY must be published with __threadfence()
+// before another block reads it. Failures name the threads and the kernel source lines
+// (code addresses that runtime/emu_build.py symbolizes with addr2line).
+//
 // Divergent barriers: a __syncthreads() that some threads of the block never reach
 // because they returned is undefined behaviour in CUDA and a common bug. By default
 // emu reports it ("divergent __syncthreads"); Config::exited_threads_arrive makes
@@ -43,6 +55,7 @@
 #include <math.h>  // libstdc++'s math.h puts the float overloads (sqrt(float) ...) in ::
 #include <new>
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -127,7 +140,63 @@ struct Config {
   unsigned workers = 0;            // 0: the CPUs this process may run on
   size_t stack_bytes = 64 * 1024;  // per fiber, plus one guard page
   bool exited_threads_arrive = false;
+  unsigned schedule = 0;           // thread order between sync points: 0 forward, 1 reverse, 2 shuffled
+  unsigned seed = 0;               // of the shuffle
 };
+#ifdef THETA_EMU_CHECK
+constexpr bool kCheck = true;
+#else
+constexpr bool kCheck = false;
+#endif
+// Static shared memory a block may declare (CUDA's limit without the dynamic opt-in).
+constexpr size_t kMaxStaticShared = 48 * 1024;
+
+// "kernel.cu+0x1f3a": a code address as an offset in its shared object, which
+// runtime/emu_build.py turns into a kernel source line (addr2line).
+struct Site {
+  char s[48];
+};
+inline Site site_of(const void* address) {
+  Site out;
+  Dl_info info;
+  if (address && dladdr(address, &info) && info.dli_fbase) {
+    // the return address is the instruction after the call: step back into the call
+    snprintf(out.s, sizeof out.s, "[[site:0x%lx]]",
+             static_cast<unsigned long>(static_cast<const char*>(address) - static_cast<const char*>(info.dli_fbase) - 1));
+  } else {
+    snprintf(out.s, sizeof out.s, "[[site:?]]");
+  }
+  return out;
+}
+
+// One access to a shared element: the thread, the barrier interval and the warp's sync count
+// at the time, and the code address. Two accesses by different threads are ordered only by a
+// barrier between them, or by a warp-synchronous op between them when both are in one warp.
+struct SharedAccess {
+  int32_t tid;
+  uint32_t bar, warp;
+  const void* site;
+};
+// The checker's state of one shared element: valid for the block whose serial it holds
+// (zero-initialized storage is "never written by any block").
+struct SharedShadow {
+  uint32_t serial;
+  SharedAccess w, r1, r2;
+};
+// The checker's state of one element of global scratch (THETA_DEVICE_ARRAY): who wrote it in
+// which launch, and whether that thread has executed __threadfence() since.
+struct GlobalShadow {
+  uint64_t launch;
+  int64_t block;
+  int32_t tid;
+  int32_t visible;
+  const void* site;
+};
+constexpr int kMaxPending = 64;  // unfenced global scratch writes a thread may have
+// A sync op's call site as the kernel source names it (the line of the call, taken as a
+// default argument): unrolled or duplicated code keeps one key per source line. (Two sync ops
+// on one line are one site to the checker; g++ < 13 has no __builtin_COLUMN.)
+#define THETA_EMU_HERE (static_cast<unsigned>(__builtin_LINE()))
 // Per launching thread, so concurrent launches from several Python threads don't clash.
 inline thread_local Config t_config;
 
@@ -352,10 +421,17 @@ class Block {
   // --- called from kernel code through the CUDA intrinsics below ---
   bool fibers() const { return fibers_mode_; }
   unsigned lane() const { return static_cast<unsigned>(cur_) % kWarpSize; }
-  int barrier(int predicate);  // returns the number of threads with predicate != 0
-  const WarpSlots& warp_sync(unsigned mask, uint64_t value);
+  int barrier(int predicate, unsigned key);  // returns the number of threads with predicate != 0
+  const WarpSlots& warp_sync(unsigned mask, uint64_t value, const char* op, const void* site, unsigned key);
   unsigned live_lanes() const;
   [[noreturn]] void fail(const char* message);
+  // checking mode (emu_check.h)
+  void shared_read(SharedShadow& s, const char* name, size_t index, const void* site);
+  void shared_write(SharedShadow& s, const char* name, size_t index, const void* site);
+  void shared_declared(uint32_t* seen, size_t bytes, const char* name);
+  void global_read(GlobalShadow& g, const char* name, size_t index, const void* site);
+  void global_write(GlobalShadow& g, const void* site);
+  void fence();
 
  private:
   static void fiber_main();
@@ -369,6 +445,10 @@ class Block {
   void switch_to(int from, int to, bool from_dying);
   ThreadName thread_name(int i) const;
   void report_deadlock();
+  void order_threads();
+  bool conflict(const SharedAccess& a) const;
+  [[noreturn]] void race(const char* kind, const char* name, size_t index, const SharedAccess& other,
+                         const void* site);
 
   const LaunchState& launch_;
   bool fibers_mode_;
@@ -388,6 +468,19 @@ class Block {
   size_t stack_bytes_ = 0;
   sigjmp_buf direct_exit_;  // direct mode: fail() jumps back here
   char error_[kErrorBytes] = {};
+  int* order_ = nullptr;  // order_[k]: the k-th thread to run between sync points
+  int* pos_ = nullptr;    // pos_[thread]: its place in order_
+  // checking mode
+  uint32_t serial_ = 0;     // this block run, among all on this OS thread
+  uint32_t bar_epoch_ = 0;  // barriers released so far in this block
+  uint32_t* warp_epoch_ = nullptr;
+  const void** site_ = nullptr;  // per thread: the code address of the sync op it waits in
+  unsigned* key_ = nullptr;      // per thread: the source key (THETA_EMU_HERE) of that op
+  const char** op_ = nullptr;    // per thread: which warp op
+  unsigned* mask_arg_ = nullptr; // per thread: the mask it passed
+  size_t shared_bytes_ = 0;      // checked static shared memory this block declared
+  GlobalShadow** pending_ = nullptr;  // per thread: kMaxPending unfenced scratch writes
+  int* npending_ = nullptr;
 };
 
 inline thread_local Block* t_block = nullptr;
@@ -398,6 +491,7 @@ struct LaunchState {
   Config config;
   bool fibers;
   uint64_t nblocks;
+  uint64_t id = 0;    // this launch, among all of the process (checking mode)
   uint64_t next = 0;  // the next block to run (atomic)
   int failed = 0;     // (atomic)
   Mutex mu;
@@ -411,12 +505,27 @@ struct LaunchState {
 
 inline Block::Block(const LaunchState& launch, bool fibers) : launch_(launch), fibers_mode_(fibers) {
   n_ = static_cast<int>(launch.block.x * launch.block.y * launch.block.z);
+  order_ = new (std::nothrow) int[n_];
+  pos_ = new (std::nothrow) int[n_];
+  if (kCheck) {
+    pending_ = new (std::nothrow) GlobalShadow*[static_cast<size_t>(n_) * kMaxPending];
+    npending_ = new (std::nothrow) int[n_]();
+  }
+  if (!order_ || !pos_ || (kCheck && (!pending_ || !npending_))) {
+    snprintf(error_, sizeof error_, "out of memory for %d threads", n_);
+    return;
+  }
   if (!fibers_mode_) return;
   stack_bytes_ = launch.config.stack_bytes;
   nwarps_ = (n_ + static_cast<int>(kWarpSize) - 1) / static_cast<int>(kWarpSize);
   fib_ = new (std::nothrow) Fiber[n_]();
   warps_ = new (std::nothrow) WarpSlots[nwarps_]();
-  if (!fib_ || !warps_) {
+  warp_epoch_ = new (std::nothrow) uint32_t[nwarps_]();
+  site_ = new (std::nothrow) const void*[n_]();
+  key_ = new (std::nothrow) unsigned[n_]();
+  op_ = new (std::nothrow) const char*[n_]();
+  mask_arg_ = new (std::nothrow) unsigned[n_]();
+  if (!fib_ || !warps_ || !warp_epoch_ || !site_ || !key_ || !op_ || !mask_arg_) {
     snprintf(error_, sizeof error_, "out of memory for %d fibers", n_);
     return;
   }
@@ -446,6 +555,39 @@ inline Block::~Block() {
       if (fib_[i].stack) StackPool::instance().release(fib_[i].stack, stack_bytes_);
   delete[] fib_;
   delete[] warps_;
+  delete[] order_;
+  delete[] pos_;
+  delete[] warp_epoch_;
+  delete[] site_;
+  delete[] key_;
+  delete[] op_;
+  delete[] mask_arg_;
+  delete[] pending_;
+  delete[] npending_;
+}
+
+// The thread order of this block run (Config::schedule), and a fresh checker state.
+inline void Block::order_threads() {
+  for (int i = 0; i < n_; ++i) order_[i] = launch_.config.schedule == 1 ? n_ - 1 - i : i;
+  if (launch_.config.schedule == 2) {  // Fisher-Yates with a xorshift seeded per block
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t(launch_.config.seed) << 32) ^
+                 (uint64_t(block_idx_.x) + 65536ull * (block_idx_.y + 65536ull * block_idx_.z));
+    for (int i = n_ - 1; i > 0; --i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      int j = static_cast<int>(x % static_cast<uint64_t>(i + 1));
+      int t = order_[i];
+      order_[i] = order_[j], order_[j] = t;
+    }
+  }
+  for (int k = 0; k < n_; ++k) pos_[order_[k]] = k;
+  static thread_local uint32_t serials = 0;
+  serial_ = ++serials;
+  bar_epoch_ = 0;
+  shared_bytes_ = 0;
+  if (warp_epoch_)
+    for (int w = 0; w < nwarps_; ++w) warp_epoch_[w] = 0;
+  if (npending_)
+    for (int i = 0; i < n_; ++i) npending_[i] = 0;
 }
 
 inline ThreadName Block::thread_name(int i) const {
@@ -462,6 +604,7 @@ inline bool Block::run(uint3 idx) {
   blockIdx = idx;
   error_[0] = '\0';
   t_block = this;
+  order_threads();
   bool ok = fibers_mode_ ? run_fibers() : run_direct();
   t_block = nullptr;
   return ok;
@@ -473,8 +616,8 @@ inline bool Block::run_direct() {
   volatile int i = 0;
   if (sigsetjmp(direct_exit_, 0)) return false;
   for (; i < n_; i = i + 1) {
-    cur_ = i;
-    unsigned u = static_cast<unsigned>(i);
+    cur_ = order_[i];
+    unsigned u = static_cast<unsigned>(cur_);
     threadIdx = uint3{u % bx, (u / bx) % by, u / (bx * by)};
     launch_.kernel.call(launch_.kernel.ctx);
   }
@@ -513,9 +656,10 @@ inline void Block::start_fibers() {
   done_ = at_barrier_ = bar_count_ = bar_result_ = 0;
 }
 
+// The next runnable thread after thread `after` (-1: from the start) in this run's order.
 inline int Block::next_runnable(int after) const {
-  for (int i = after + 1; i < n_; ++i)
-    if (fib_[i].wait == Wait::Runnable) return i;
+  for (int k = after < 0 ? 0 : pos_[after] + 1; k < n_; ++k)
+    if (fib_[order_[k]].wait == Wait::Runnable) return order_[k];
   return -1;
 }
 
@@ -595,6 +739,35 @@ inline bool Block::release() {
       }
     }
     if (!go) continue;
+    if (kCheck) {
+      // CUDA: every lane named in the mask executes the same warp op (same call site) with the
+      // same mask; a lane that exited while named is undefined behaviour too.
+      int first = -1;
+      for (unsigned l = 0; l < kWarpSize; ++l) {
+        if (!(go >> l & 1)) continue;
+        int t = w * static_cast<int>(kWarpSize) + static_cast<int>(l);
+        unsigned exited = mask_arg_[t] & ~s.live & ((n_ - w * static_cast<int>(kWarpSize)) >= 32
+                                                       ? 0xffffffffu
+                                                       : ((1u << (n_ - w * static_cast<int>(kWarpSize))) - 1));
+        if (exited) {
+          snprintf(error_, sizeof error_, "%s: %s with mask 0x%08x at %s names lanes 0x%08x that have exited",
+                   thread_name(t).s, op_[t], mask_arg_[t], site_of(site_[t]).s, exited);
+          return false;
+        }
+        if (first < 0) {
+          first = t;
+        } else if (strcmp(op_[t], op_[first]) || key_[t] != key_[first] || mask_arg_[t] != mask_arg_[first]) {
+          Site a = site_of(site_[first]), b = site_of(site_[t]);
+          snprintf(error_, sizeof error_,
+                   "warp lanes are not converged: %s is in %s (mask 0x%08x) at %s while %s is in %s "
+                   "(mask 0x%08x) at %s",
+                   thread_name(first).s, op_[first], mask_arg_[first], a.s, thread_name(t).s, op_[t], mask_arg_[t],
+                   b.s);
+          return false;
+        }
+      }
+      ++warp_epoch_[w];
+    }
     for (unsigned l = 0; l < kWarpSize; ++l) {
       if (go >> l & 1) {
         s.out[l] = s.in[l];
@@ -614,6 +787,22 @@ inline bool Block::release() {
                "(e.g. %s exited, %s waits)",
                done_, n_, at_barrier_, thread_name(exited).s, thread_name(waiting).s);
       return false;
+    }
+    if (kCheck) {  // one barrier: every thread waits at the same __syncthreads
+      int first = -1;
+      for (int i = 0; i < n_; ++i) {
+        if (fib_[i].wait != Wait::Barrier) continue;
+        if (first < 0) {
+          first = i;
+        } else if (key_[i] != key_[first]) {
+          Site a = site_of(site_[first]), b = site_of(site_[i]);
+          snprintf(error_, sizeof error_,
+                   "divergent __syncthreads: %s waits at the barrier at %s, %s at the one at %s", thread_name(first).s,
+                   a.s, thread_name(i).s, b.s);
+          return false;
+        }
+      }
+      ++bar_epoch_;
     }
     for (int i = 0; i < n_; ++i)
       if (fib_[i].wait == Wait::Barrier) fib_[i].wait = Wait::Runnable;
@@ -642,20 +831,33 @@ inline void Block::report_deadlock() {
   if (bar_example >= 0) append(error_, sizeof error_, "; %s waits at __syncthreads", thread_name(bar_example).s);
 }
 
-inline int Block::barrier(int predicate) {
+__attribute__((noinline)) inline int Block::barrier(int predicate, unsigned key) {
   if (!fibers_mode_) fail("__syncthreads called in a kernel launched without fibers");
+  site_[cur_] = __builtin_return_address(0);  // the __syncthreads in the kernel's code
+  key_[cur_] = key;
   ++at_barrier_;
   bar_count_ += predicate != 0;
   yield(Wait::Barrier);
   return bar_result_;
 }
 
-inline const WarpSlots& Block::warp_sync(unsigned mask, uint64_t value) {
+inline const WarpSlots& Block::warp_sync(unsigned mask, uint64_t value, const char* op, const void* site,
+                                         unsigned key) {
   if (!fibers_mode_) fail("warp-synchronous op called in a kernel launched without fibers");
   unsigned l = lane();
   WarpSlots& s = warps_[cur_ / kWarpSize];
   s.in[l] = value;
   s.waiting |= 1u << l;
+  if (kCheck && !(mask >> l & 1)) {
+    char message[160];
+    snprintf(message, sizeof message, "%s with mask 0x%08x at %s: the calling lane %u is not in the mask", op, mask,
+             site_of(site).s, l);
+    fail(message);
+  }
+  op_[cur_] = op;
+  site_[cur_] = site;
+  key_[cur_] = key;
+  mask_arg_[cur_] = mask;
   fib_[cur_].mask = mask | (1u << l);
   yield(Wait::Warp);
   return s;
@@ -748,8 +950,11 @@ inline int launch(dim3 grid, dim3 block, size_t shared_bytes, bool fibers, Kerne
   L.config = t_config;
   L.fibers = fibers;
   L.nblocks = uint64_t(grid.x) * grid.y * grid.z;
+  static uint64_t launches = 0;
+  L.id = __atomic_add_fetch(&launches, 1, __ATOMIC_RELAXED);
   uint64_t workers = L.config.workers ? L.config.workers : available_cpus();
   workers = min_of<uint64_t>(min_of<uint64_t>(workers, kMaxWorkers), L.nblocks);
+  if (kCheck) workers = 1;  // the checker's shadows are not shared between OS threads
   pthread_t threads[kMaxWorkers];
   unsigned started = 0;
   while (started + 1 < workers && pthread_create(&threads[started], nullptr, worker_main, &L) == 0) ++started;
@@ -775,21 +980,38 @@ extern "C" [[noreturn]] inline void theta_emu_assert_fail(const char* expr, cons
 // Synchronisation and warp-level intrinsics.
 // ---------------------------------------------------------------------------------------
 
-inline void __syncthreads() { theta_emu::current("__syncthreads").barrier(0); }
-inline int __syncthreads_count(int p) { return theta_emu::current("__syncthreads_count").barrier(p); }
-inline int __syncthreads_and(int p) {
-  theta_emu::Block& b = theta_emu::current("__syncthreads_and");
-  return b.barrier(!p) == 0;
+inline void __syncthreads(unsigned key = THETA_EMU_HERE) { theta_emu::current("__syncthreads").barrier(0, key); }
+inline int __syncthreads_count(int p, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::current("__syncthreads_count").barrier(p, key);
 }
-inline int __syncthreads_or(int p) { return theta_emu::current("__syncthreads_or").barrier(p) != 0; }
+inline int __syncthreads_and(int p, unsigned key = THETA_EMU_HERE) {
+  theta_emu::Block& b = theta_emu::current("__syncthreads_and");
+  return b.barrier(!p, key) == 0;
+}
+inline int __syncthreads_or(int p, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::current("__syncthreads_or").barrier(p, key) != 0;
+}
+#ifdef THETA_EMU_CHECK
+inline void __threadfence() {  // publishes this thread's global scratch writes (emu_check.h)
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  theta_emu::current("__threadfence").fence();
+}
+#else
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+#endif
 inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 [[noreturn]] inline void __trap() { theta_emu::fail("__trap() called"); }
 [[noreturn]] inline void __brkpt() { theta_emu::fail("__brkpt() called"); }
 inline unsigned __activemask() { return theta_emu::current("__activemask").live_lanes(); }
 inline unsigned __lanemask_lt() { return (1u << theta_emu::current("__lanemask_lt").lane()) - 1; }
-inline void __syncwarp(unsigned mask = 0xffffffffu) { theta_emu::current("__syncwarp").warp_sync(mask, 0); }
+namespace theta_emu {
+// noinline: the return address is the call site in the kernel's code (checking mode reports it)
+__attribute__((noinline)) inline void syncwarp(unsigned mask, unsigned key) {
+  current("__syncwarp").warp_sync(mask, 0, "__syncwarp", __builtin_return_address(0), key);
+}
+}  // namespace theta_emu
+inline void __syncwarp(unsigned mask = 0xffffffffu, unsigned key = THETA_EMU_HERE) { theta_emu::syncwarp(mask, key); }
 
 namespace theta_emu {
 enum class Shfl { Idx, Up, Down, Xor };
@@ -811,13 +1033,14 @@ inline unsigned shfl_source(unsigned lane, Shfl mode, int b, int width) {
 }
 
 template <class T>
-inline T shfl(const char* what, unsigned mask, T var, Shfl mode, int b, int width) {
+__attribute__((noinline)) inline T shfl(const char* what, unsigned mask, T var, Shfl mode, int b, int width,
+                                        unsigned key) {
   static_assert(sizeof(T) <= 8 && __is_trivially_copyable(T), "shuffled types are at most 8 bytes");
   uint64_t bits = 0;
   std::memcpy(&bits, &var, sizeof(T));
   Block& blk = current(what);
   unsigned lane = blk.lane();
-  const WarpSlots& s = blk.warp_sync(mask, bits);
+  const WarpSlots& s = blk.warp_sync(mask, bits, what, __builtin_return_address(0), key);
   uint64_t got = s.out[shfl_source(lane, mode, b, width)];
   T r;
   std::memcpy(&r, &got, sizeof(T));
@@ -825,51 +1048,54 @@ inline T shfl(const char* what, unsigned mask, T var, Shfl mode, int b, int widt
 }
 
 // Runs a warp op and returns the lanes of `mask` that took part, with their values in s.out.
-inline unsigned vote(const char* what, unsigned mask, uint64_t value, const WarpSlots** slots) {
-  const WarpSlots& s = current(what).warp_sync(mask, value);
+__attribute__((noinline)) inline unsigned vote(const char* what, unsigned mask, uint64_t value,
+                                               const WarpSlots** slots, unsigned key) {
+  const WarpSlots& s = current(what).warp_sync(mask, value, what, __builtin_return_address(0), key);
   *slots = &s;
   return s.released & mask;
 }
 }  // namespace theta_emu
 
 template <class T>
-inline T __shfl_sync(unsigned mask, T var, int src, int width = warpSize) {
-  return theta_emu::shfl("__shfl_sync", mask, var, theta_emu::Shfl::Idx, src, width);
+inline T __shfl_sync(unsigned mask, T var, int src, int width = warpSize, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::shfl("__shfl_sync", mask, var, theta_emu::Shfl::Idx, src, width, key);
 }
 template <class T>
-inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
-  return theta_emu::shfl("__shfl_up_sync", mask, var, theta_emu::Shfl::Up, static_cast<int>(delta), width);
+inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::shfl("__shfl_up_sync", mask, var, theta_emu::Shfl::Up, static_cast<int>(delta), width, key);
 }
 template <class T>
-inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
-  return theta_emu::shfl("__shfl_down_sync", mask, var, theta_emu::Shfl::Down, static_cast<int>(delta), width);
+inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::shfl("__shfl_down_sync", mask, var, theta_emu::Shfl::Down, static_cast<int>(delta), width, key);
 }
 template <class T>
-inline T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize) {
-  return theta_emu::shfl("__shfl_xor_sync", mask, var, theta_emu::Shfl::Xor, lane_mask, width);
+inline T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::shfl("__shfl_xor_sync", mask, var, theta_emu::Shfl::Xor, lane_mask, width, key);
 }
 
-inline unsigned __ballot_sync(unsigned mask, int pred) {
+inline unsigned __ballot_sync(unsigned mask, int pred, unsigned key = THETA_EMU_HERE) {
   const theta_emu::WarpSlots* s;
-  unsigned lanes = theta_emu::vote("__ballot_sync", mask, pred != 0, &s), r = 0;
+  unsigned lanes = theta_emu::vote("__ballot_sync", mask, pred != 0, &s, key), r = 0;
   for (unsigned l = 0; l < 32; ++l)
     if ((lanes >> l & 1) && s->out[l]) r |= 1u << l;
   return r;
 }
-inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
-inline int __all_sync(unsigned mask, int pred) {
+inline int __any_sync(unsigned mask, int pred, unsigned key = THETA_EMU_HERE) {
+  return __ballot_sync(mask, pred, key) != 0;
+}
+inline int __all_sync(unsigned mask, int pred, unsigned key = THETA_EMU_HERE) {
   const theta_emu::WarpSlots* s;
-  unsigned lanes = theta_emu::vote("__all_sync", mask, pred != 0, &s);
+  unsigned lanes = theta_emu::vote("__all_sync", mask, pred != 0, &s, key);
   for (unsigned l = 0; l < 32; ++l)
     if ((lanes >> l & 1) && !s->out[l]) return 0;
   return 1;
 }
 template <class T>
-inline unsigned __match_any_sync(unsigned mask, T value) {
+inline unsigned __match_any_sync(unsigned mask, T value, unsigned key = THETA_EMU_HERE) {
   uint64_t bits = 0;
   std::memcpy(&bits, &value, sizeof(T));
   const theta_emu::WarpSlots* s;
-  unsigned lanes = theta_emu::vote("__match_any_sync", mask, bits, &s), r = 0;
+  unsigned lanes = theta_emu::vote("__match_any_sync", mask, bits, &s, key), r = 0;
   for (unsigned l = 0; l < 32; ++l)
     if ((lanes >> l & 1) && s->out[l] == bits) r |= 1u << l;
   return r;
@@ -877,9 +1103,9 @@ inline unsigned __match_any_sync(unsigned mask, T value) {
 
 namespace theta_emu {
 template <class T, class Op>
-inline T warp_reduce(const char* what, unsigned mask, T value, Op op) {
+inline T warp_reduce(const char* what, unsigned mask, T value, Op op, unsigned key) {
   const WarpSlots* s;
-  unsigned lanes = vote(what, mask, static_cast<uint64_t>(static_cast<uint32_t>(value)), &s);
+  unsigned lanes = vote(what, mask, static_cast<uint64_t>(static_cast<uint32_t>(value)), &s, key);
   bool first = true;
   T r = value;
   for (unsigned l = 0; l < 32; ++l) {
@@ -891,32 +1117,32 @@ inline T warp_reduce(const char* what, unsigned mask, T value, Op op) {
   return r;
 }
 }  // namespace theta_emu
-inline unsigned __reduce_add_sync(unsigned m, unsigned v) {
-  return theta_emu::warp_reduce("__reduce_add_sync", m, v, [](unsigned a, unsigned b) { return a + b; });
+inline unsigned __reduce_add_sync(unsigned m, unsigned v, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::warp_reduce("__reduce_add_sync", m, v, [](unsigned a, unsigned b) { return a + b; }, key);
 }
-inline int __reduce_add_sync(unsigned m, int v) {
-  return static_cast<int>(__reduce_add_sync(m, static_cast<unsigned>(v)));
+inline int __reduce_add_sync(unsigned m, int v, unsigned key = THETA_EMU_HERE) {
+  return static_cast<int>(__reduce_add_sync(m, static_cast<unsigned>(v), key));
 }
-inline unsigned __reduce_min_sync(unsigned m, unsigned v) {
-  return theta_emu::warp_reduce("__reduce_min_sync", m, v, [](unsigned a, unsigned b) { return a < b ? a : b; });
+inline unsigned __reduce_min_sync(unsigned m, unsigned v, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::warp_reduce("__reduce_min_sync", m, v, [](unsigned a, unsigned b) { return a < b ? a : b; }, key);
 }
-inline int __reduce_min_sync(unsigned m, int v) {
-  return theta_emu::warp_reduce("__reduce_min_sync", m, v, [](int a, int b) { return a < b ? a : b; });
+inline int __reduce_min_sync(unsigned m, int v, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::warp_reduce("__reduce_min_sync", m, v, [](int a, int b) { return a < b ? a : b; }, key);
 }
-inline unsigned __reduce_max_sync(unsigned m, unsigned v) {
-  return theta_emu::warp_reduce("__reduce_max_sync", m, v, [](unsigned a, unsigned b) { return a > b ? a : b; });
+inline unsigned __reduce_max_sync(unsigned m, unsigned v, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::warp_reduce("__reduce_max_sync", m, v, [](unsigned a, unsigned b) { return a > b ? a : b; }, key);
 }
-inline int __reduce_max_sync(unsigned m, int v) {
-  return theta_emu::warp_reduce("__reduce_max_sync", m, v, [](int a, int b) { return a > b ? a : b; });
+inline int __reduce_max_sync(unsigned m, int v, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::warp_reduce("__reduce_max_sync", m, v, [](int a, int b) { return a > b ? a : b; }, key);
 }
-inline unsigned __reduce_and_sync(unsigned m, unsigned v) {
-  return theta_emu::warp_reduce("__reduce_and_sync", m, v, [](unsigned a, unsigned b) { return a & b; });
+inline unsigned __reduce_and_sync(unsigned m, unsigned v, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::warp_reduce("__reduce_and_sync", m, v, [](unsigned a, unsigned b) { return a & b; }, key);
 }
-inline unsigned __reduce_or_sync(unsigned m, unsigned v) {
-  return theta_emu::warp_reduce("__reduce_or_sync", m, v, [](unsigned a, unsigned b) { return a | b; });
+inline unsigned __reduce_or_sync(unsigned m, unsigned v, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::warp_reduce("__reduce_or_sync", m, v, [](unsigned a, unsigned b) { return a | b; }, key);
 }
-inline unsigned __reduce_xor_sync(unsigned m, unsigned v) {
-  return theta_emu::warp_reduce("__reduce_xor_sync", m, v, [](unsigned a, unsigned b) { return a ^ b; });
+inline unsigned __reduce_xor_sync(unsigned m, unsigned v, unsigned key = THETA_EMU_HERE) {
+  return theta_emu::warp_reduce("__reduce_xor_sync", m, v, [](unsigned a, unsigned b) { return a ^ b; }, key);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1263,6 +1489,10 @@ inline float __double2float_rn(double x) { return static_cast<float>(x); }
 inline int __finitef(float x) { return std::isfinite(x); }
 inline int __isinff(float x) { return std::isinf(x); }
 inline int __isnanf(float x) { return std::isnan(x); }
+
+#ifdef THETA_EMU_CHECK
+#include "emu_check.h"
+#endif
 
 // ---------------------------------------------------------------------------------------
 // Declaration qualifiers. Defined last so that no system header above sees them.

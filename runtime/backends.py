@@ -44,11 +44,11 @@ def resolve(backend: str, need_nvcc: bool = True) -> str:
     return backend
 
 
-def device(backend: str, asan: bool = False):
+def device(backend: str, asan: bool = False, check: bool = False):
     """The device a kernel backend runs on (the process's emu device, or the GPU through pycuda)."""
     if backend == "emu":
         from .emu import device as emu_device
-        return emu_device(asan)
+        return emu_device(asan, check)
     if backend == "cuda":
         from .cuda import device as cuda_device
         return cuda_device()

@@ -10,6 +10,13 @@ With ``asan=True`` kernels are built with AddressSanitizer and every temporary i
 allocation, so an access past a buffer's end is caught instead of landing in a neighbour;
 pointer arguments are then handed to the launcher as (allocation, offset), found from the
 address among the live allocations.
+
+With ``check=True`` (``theta.config.emu_check``) kernels are built in emu's checking mode
+(kernels/emu_check.h: shared-memory races and uninitialized reads, divergent barriers and warp
+ops, unfenced publication between blocks) and every launch runs three times from the same
+memory, its blocks' threads in forward, reverse and shuffled order between sync points: a
+kernel whose result depends on the order (a race the shadows do not see, in global memory
+say) is reported with the first element that differs.
 """
 from __future__ import annotations
 
@@ -53,9 +60,13 @@ class _Block:
 class EmuDevice:
     """The device interface (runtime/device.py) over host memory and EmuModule launches."""
 
-    def __init__(self, asan: bool = False) -> None:
-        self.name = "emu-asan" if asan else "emu"   # resident copies are kept per device name
-        self.asan = asan
+    SCHEDULES = (0, 1, 2)   # forward, reverse, shuffled (checking mode)
+
+    def __init__(self, asan: bool = False, check: bool = False) -> None:
+        # resident copies of shared variables are kept per device name
+        self.name = "emu" + ("-asan" if asan else "") + ("-check" if check else "")
+        self.asan, self.check = asan, check
+        self._launches = 0
         self.separate_temps = asan
         self.lock = _LOCK
         self.stats: collections.Counter = collections.Counter()
@@ -97,7 +108,8 @@ class EmuDevice:
         try:
             # a saved program carries its rendered translation unit: no jinja2 needed to load it
             saved = (getattr(program, "artifacts", None) or {}).get("emu.cpp")
-            module = EmuModule(source, sigs, asan=self.asan, rendered=saved.decode() if saved else None)
+            module = EmuModule(source, sigs, asan=self.asan, rendered=saved.decode() if saved else None,
+                               check=self.check)
         except EmuCompileError as e:   # a theta bug, shown with the failing source line
             raise BackendError(f"emu could not build this program's kernels:\n{e}") from e
         # per parameter: False for a scalar, else the dtype its pointer takes (ASan launches)
@@ -109,9 +121,44 @@ class EmuDevice:
         if self.asan:   # the sanitized launch copies each allocation into an exactly sized one
             args = [a if p is False else self._region(a, p) for a, p in zip(args, pointers)]
         try:
-            module.launch(kernel.name, kernel.grid, kernel.block, args, kernel.shared_bytes)
+            if self.check:
+                self._launch_schedules(module, kernel, args, pointers)
+            else:
+                module.launch(kernel.name, kernel.grid, kernel.block, args, kernel.shared_bytes)
         except EmuLaunchError as e:
             raise BackendError(f"kernel {kernel.name} ({kernel.family}) failed on emu: {e}") from e
+
+    def _launch_schedules(self, module: EmuModule, kernel, args: Sequence, pointers: tuple) -> None:
+        """Run the launch once per schedule from the same memory; every run must leave the memory
+        the kernel may write (the allocations its non-const pointers point into) the same."""
+        writable = {}
+        for a, p, param in zip(args, pointers, kernel.params):
+            if p is not False and a is not None and "const" not in param.ctype.split("*")[0].split():
+                if isinstance(a, tuple):   # (allocation, offset): an ASan launch
+                    array = a[0].view(np.uint8)
+                elif a:
+                    array, _ = self._region(a, None)
+                else:
+                    continue
+                writable[array.ctypes.data] = (array, p)
+        regions = list(writable.values())
+        before = [array.copy() for array, _ in regions]
+        first = None
+        self._launches += 1
+        # ASan launches run in a child process each: one schedule there (the shadows still check)
+        for schedule in self.SCHEDULES[:1] if self.asan else self.SCHEDULES:
+            if first is not None:
+                for (array, _), saved in zip(regions, before):
+                    np.copyto(array, saved)
+            module.launch(kernel.name, kernel.grid, kernel.block, args, kernel.shared_bytes,
+                          schedule=schedule, seed=self._launches)
+            after = [array.copy() for array, _ in regions]
+            if first is None:
+                first = after
+                continue
+            for k, ((array, dtype), want, got) in enumerate(zip(regions, first, after)):
+                if not np.array_equal(want, got) and not _rounding_only(kernel, dtype, want, got):
+                    raise EmuLaunchError(_schedule_report(kernel, schedule, dtype, want, got))
 
     def _region(self, address: int, dtype) -> tuple:
         """(allocation seen as ``dtype``, byte offset) of an address inside a live allocation."""
@@ -159,17 +206,45 @@ class _Status:
         return int(self.word[0])
 
 
+_SCHEDULE_NAMES = {1: "in reverse order", 2: "in a shuffled order"}
+
+
+def _rounding_only(kernel, dtype, want: np.ndarray, got: np.ndarray) -> bool:
+    """Float atomics accumulate in whatever order threads come: results may differ in rounding."""
+    if dtype is None or dtype.kind != "f" or "atomicAdd" not in kernel.source:
+        return False
+    n = want.nbytes // dtype.itemsize * dtype.itemsize
+    a, b = want[:n].view(dtype), got[:n].view(dtype)
+    tol = 1e-5 if dtype.itemsize == 4 else 1e-12
+    return bool(np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
+
+
+def _schedule_report(kernel, schedule: int, dtype, want: np.ndarray, got: np.ndarray) -> str:
+    byte = int(np.flatnonzero(want != got)[0])
+    item = dtype.itemsize if dtype is not None else 1
+    index = byte // item
+    if dtype is not None:
+        w = want[index * item:(index + 1) * item].view(dtype)[0]
+        g = got[index * item:(index + 1) * item].view(dtype)[0]
+        values = f"{w!r} with its threads in order, {g!r} with them {_SCHEDULE_NAMES[schedule]}"
+    else:
+        values = f"byte {byte} differs"
+    return (f"the result depends on the order of the threads (a race): element {index} of an output of "
+            f"{kernel.name} is {values}")
+
+
 def _pointee(ctype: str):
     spec = _arg_spec(ctype)
     return spec.dtype if spec.pointer else False
 
 
-_devices: dict[bool, EmuDevice] = {}
+_devices: dict[tuple, EmuDevice] = {}
 
 
-def device(asan: bool = False) -> EmuDevice:
-    """The process's emu device (one plain, one with AddressSanitizer)."""
+def device(asan: bool = False, check: bool = False) -> EmuDevice:
+    """The process's emu device (plain, with AddressSanitizer, in checking mode)."""
     with _LOCK:
-        if asan not in _devices:
-            _devices[asan] = EmuDevice(asan)
-        return _devices[asan]
+        key = (bool(asan), bool(check))
+        if key not in _devices:
+            _devices[key] = EmuDevice(*key)
+        return _devices[key]

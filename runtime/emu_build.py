@@ -59,6 +59,7 @@ BASE_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-pthread", "-fvisibility=hidden
 ASAN_FLAGS = ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
 ASAN_OPTIONS = "detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:detect_stack_use_after_return=0"
 ASAN_EXIT_CODE = 86
+CHECK_FLAGS = ("-DTHETA_EMU_CHECK", "-g")
 _ERRBUF_BYTES = 8192
 _MAX_ERROR_LINES = 60
 
@@ -196,6 +197,40 @@ def _compile_error(source: str, rendered: str, output: str, repro: str) -> str:
     return "\n".join(parts)
 
 
+# --------------------------------------------------------------------------- reports
+
+_SITE_RE = re.compile(r"\[\[site:(0x[0-9a-f]+|\?)\]\]")
+
+
+def _symbolize(message: str, library: Path, source: str) -> str:
+    """Replace each [[site:0xOFFSET]] by the kernel line at that code offset: "line 57
+    (`red[tid] = acc;`)"; addr2line lists the inlining chain innermost first, and the first
+    frame in the kernel source (SOURCE_NAME) is the line a person wrote."""
+    offsets = sorted({m.group(1) for m in _SITE_RE.finditer(message) if m.group(1) != "?"})
+    lines: dict[str, str] = {}
+    if offsets:
+        try:
+            out = subprocess.run(["addr2line", "-e", str(library), "-i", "-a", *offsets],
+                                 capture_output=True, text=True, timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        current = None
+        for row in out.splitlines():
+            if row.startswith("0x"):
+                current = f"0x{int(row, 16):x}"
+                continue
+            file, _, line = row.rpartition(":")
+            if current and current not in lines and file.endswith(SOURCE_NAME) and line.split(" ")[0].isdigit():
+                number = int(line.split(" ")[0])
+                text = source.splitlines()[number - 1].strip() if 0 < number <= len(source.splitlines()) else ""
+                lines[current] = f"line {number} (`{text}`)"
+
+    def name(m: re.Match) -> str:
+        return lines.get(m.group(1), "an unknown line" if m.group(1) == "?" else f"code offset {m.group(1)}")
+
+    return _SITE_RE.sub(name, message)
+
+
 # --------------------------------------------------------------------------- arguments
 
 # C scalar type -> (ctypes type, numpy dtype of arrays a pointer to it takes)
@@ -313,7 +348,7 @@ def _bind(lib: ctypes.CDLL, kernels: Sequence[KernelSig]) -> tuple[Any, dict[str
     lib.theta_emu_drain.argtypes = []
     configure = lib.theta_emu_configure
     configure.restype = None
-    configure.argtypes = [ctypes.c_uint, ctypes.c_size_t, ctypes.c_int]
+    configure.argtypes = [ctypes.c_uint, ctypes.c_size_t, ctypes.c_int, ctypes.c_uint, ctypes.c_uint]
     launchers = {}
     for k in kernels:
         fn = getattr(lib, f"theta_launch_{k.name}")
@@ -324,7 +359,7 @@ def _bind(lib: ctypes.CDLL, kernels: Sequence[KernelSig]) -> tuple[Any, dict[str
     return configure, launchers
 
 
-def _call(configure: Any, fn: Any, config: tuple[int, int, int], grid: tuple[int, int, int],
+def _call(configure: Any, fn: Any, config: tuple[int, ...], grid: tuple[int, int, int],
           block: tuple[int, int, int], shared_bytes: int, values: list[Any]) -> tuple[int, str]:
     argv = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
     errbuf = ctypes.create_string_buffer(_ERRBUF_BYTES)
@@ -345,14 +380,17 @@ class EmuModule:
     portable (slower) fiber switch.
     rendered: the translation unit render_source made for `source` and `kernels` earlier (a
     saved program's "emu.cpp"); compiled as is instead of rendering (no jinja2).
+    check: build the checking mode (kernels/emu_check.h, with -g): races, uninitialized shared
+    reads, divergent barriers and warp ops, unfenced publication; its reports name kernel lines.
     """
 
     def __init__(self, source: str, kernels: Sequence[KernelSig], *, asan: bool = False,
                  cache: KernelCache | None = None, opt: str = "-O2", fibers: bool | None = None,
                  workers: int | None = None, stack_kib: int | None = None,
                  exited_threads_arrive: bool = False, extra_flags: Sequence[str] = (),
-                 rendered: str | None = None) -> None:
+                 rendered: str | None = None, check: bool = False) -> None:
         self.source = source
+        self.check = check
         self.kernels = {k.name: k for k in kernels}
         self.asan = asan
         self.fibers = uses_sync(source) if fibers is None else fibers
@@ -370,19 +408,22 @@ class EmuModule:
                 raise ValueError("the rendered translation unit is not this source's: it lacks the source "
                                  "or a launcher of one of the kernels")
             self.rendered = rendered
-        self.flags = (*BASE_FLAGS, opt, *(ASAN_FLAGS if asan else ()), *extra_flags)
+        self.flags = (*BASE_FLAGS, opt, *(ASAN_FLAGS if asan else ()), *(CHECK_FLAGS if check else ()),
+                      *extra_flags)
         self.path = _compile(self.rendered, source, self.flags, cache or default_cache())
         self._configure = self._launchers = self._lib = None
         if not asan:  # an ASan library only loads into a process that preloads the ASan runtime
             self._lib = ctypes.CDLL(str(self.path))
             self._configure, self._launchers = _bind(self._lib, list(kernels))
 
-    def _config(self) -> tuple[int, int, int]:
-        return self.workers, self.stack_bytes, int(self.exited_threads_arrive)
+    def _config(self, schedule: int = 0, seed: int = 0) -> tuple[int, ...]:
+        return self.workers, self.stack_bytes, int(self.exited_threads_arrive), schedule, seed
 
     def launch(self, name: str, grid: int | Sequence[int], block: int | Sequence[int], args: Sequence[Any],
-               shared_bytes: int = 0) -> None:
-        """Runs kernel `name` over `grid` x `block`; arrays passed to non-const pointers are updated in place."""
+               shared_bytes: int = 0, schedule: int = 0, seed: int = 0) -> None:
+        """Runs kernel `name` over `grid` x `block`; arrays passed to non-const pointers are updated in place.
+        ``schedule``: the order of a block's threads between sync points (0 forward, 1 reverse, 2
+        shuffled by ``seed``)."""
         if name not in self.kernels:
             raise KeyError(f"no kernel {name!r} in this module (has {', '.join(self.kernels)})")
         sig = self.kernels[name]
@@ -394,9 +435,15 @@ class EmuModule:
             return self._launch_asan(sig, g, b, args, shared_bytes)
         values = [_pack(spec, p, a) for spec, p, a in zip(self._specs[name], sig.params, args)]
         self._take_stacks()
-        rc, message = _call(self._configure, self._launchers[name], self._config(), g, b, shared_bytes, values)
+        rc, message = _call(self._configure, self._launchers[name], self._config(schedule, seed), g, b,
+                            shared_bytes, values)
         if rc != 0:
-            raise EmuLaunchError(f"{name}<<<{g}, {b}>>>: {message}")
+            raise EmuLaunchError(f"{name}<<<{g}, {b}>>>: {self.symbolize(message)}")
+
+    def symbolize(self, message: str) -> str:
+        """``message`` with the checking mode's code addresses ([[site:0x...]]) as kernel source
+        lines (addr2line over the module's debug information)."""
+        return _symbolize(message, self.path, self.source)
 
     # The module whose fiber-stack pool is warm. Each module keeps its stacks between its own
     # launches (no page faults on fresh stacks every launch); when another module launches, the
@@ -429,7 +476,7 @@ class EmuModule:
             error_file = os.path.join(tmp, "error.txt")
             if proc.returncode != 0 and os.path.exists(error_file):  # the launch itself failed
                 with open(error_file) as f:
-                    raise EmuLaunchError(f"{where}: {f.read()}")
+                    raise EmuLaunchError(f"{where}: {self.symbolize(f.read())}")
             if proc.returncode != 0:
                 kind = "AddressSanitizer report" if proc.returncode == ASAN_EXIT_CODE else f"exit {proc.returncode}"
                 raise EmuLaunchError(f"{where} failed ({kind}):\n{_asan_report(proc.stderr)}")

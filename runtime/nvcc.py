@@ -26,6 +26,7 @@ __all__ = [
     "compile_cubin",
     "compile_ptx",
     "resources",
+    "launch_problems",
     "parse_ptxas_info",
     "source_excerpt",
     "repro_command",
@@ -168,6 +169,30 @@ def compile_ptx(source: str, arch: str = "compute_90", *, cache: KernelCache | N
 
     key = cache.key(kind="ptx", source=source, arch=arch, flags=" ".join(PTX_FLAGS), nvcc=_nvcc_identity(nvcc))
     return cache.get_or_build(key, build, ".ptx").read_bytes()
+
+
+# What one block may use on every architecture theta targets (sm_80, sm_90): registers per
+# thread, registers per block (the SM's register file), static shared memory.
+MAX_REGISTERS_PER_THREAD = 255
+MAX_REGISTERS_PER_BLOCK = 65536
+MAX_STATIC_SHARED = 48 * 1024
+
+
+def launch_problems(info: dict, threads: int) -> list[str]:
+    """Why a kernel with ptxas ``info`` (one entry of ``resources``) cannot launch ``threads``
+    threads per block: too many registers per thread or per block, or too much static shared
+    memory ("too many resources requested for launch" on a GPU). Empty when it can."""
+    problems = []
+    regs = int(info.get("registers", 0))
+    if regs > MAX_REGISTERS_PER_THREAD:
+        problems.append(f"{regs} registers per thread (at most {MAX_REGISTERS_PER_THREAD})")
+    if regs * threads > MAX_REGISTERS_PER_BLOCK:
+        problems.append(f"{regs} registers x {threads} threads = {regs * threads} per block "
+                        f"(the register file holds {MAX_REGISTERS_PER_BLOCK})")
+    shared = int(info.get("shared_bytes", 0))
+    if shared > MAX_STATIC_SHARED:
+        problems.append(f"{shared} bytes of static shared memory (at most {MAX_STATIC_SHARED})")
+    return problems
 
 
 def resources(source: str, arch: str = "sm_90", *, cache: KernelCache | None = None) -> dict[str, dict[str, int | str]]:

@@ -27,9 +27,19 @@ from theta.runtime.reference import evaluate
 @pytest.fixture(autouse=True)
 def _restore_config():
     c = theta.config
-    saved = (c.floatX, c.backend, c.optimizer, c.emu_asan)
+    saved = (c.floatX, c.backend, c.optimizer, c.emu_asan, c.emu_check)
     yield
-    c.floatX, c.backend, c.optimizer, c.emu_asan = saved
+    c.floatX, c.backend, c.optimizer, c.emu_asan, c.emu_check = saved
+
+
+@pytest.fixture
+def emu_check():
+    """emu's checking mode for this test (kernels/emu_check.h): races, uninitialized shared
+    reads, divergent barriers and warp ops, unfenced publication, and every launch run in
+    three thread orders. The kernel-family and random-graph tests use it throughout
+    (``pytestmark = pytest.mark.usefixtures("emu_check")``)."""
+    theta.config.emu_check = True
+    return True
 
 
 @pytest.fixture

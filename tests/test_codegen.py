@@ -13,6 +13,8 @@ from theta.errors import ArtifactError
 from theta.compiler.lowering.common import BLOCK, MAX_GRID
 from theta.runtime import nvcc
 
+pytestmark = pytest.mark.usefixtures("emu_check")   # emu's checking mode (tests/conftest.py)
+
 RNG = np.random.default_rng(0)
 
 

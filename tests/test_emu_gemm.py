@@ -15,7 +15,9 @@ import pytest
 import theta
 import theta.tensor as T
 from theta.compiler.lowering import gemm
-from theta.runtime.nvcc import find_nvcc, resources
+from theta.runtime.nvcc import find_nvcc, launch_problems, resources
+
+pytestmark = pytest.mark.usefixtures("emu_check")   # emu's checking mode (tests/conftest.py)
 
 TOL = {"float32": 1e-4, "float64": 1e-10}
 
@@ -236,3 +238,4 @@ def test_kernels_compile_with_nvcc(arch):
     for k in kernels:
         assert k.name in info, k.name
         assert info[k.name]["spill_stores"] == 0, (k.name, info[k.name])
+        assert not launch_problems(info[k.name], k.block[0] * k.block[1] * k.block[2]), (k.name, info[k.name])

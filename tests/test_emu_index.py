@@ -21,6 +21,8 @@ from theta.compiler.pipeline import build_program
 from theta.compiler.types import TensorType
 from theta.runtime import nvcc
 
+pytestmark = pytest.mark.usefixtures("emu_check")   # emu's checking mode (tests/conftest.py)
+
 FAMILIES = ("gather", "scatter", "concat")
 
 

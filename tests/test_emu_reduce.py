@@ -22,7 +22,9 @@ from theta.compiler.ops.elemwise import SumTo
 from theta.binding import KernelRunner
 from theta.compiler.pipeline import build_program
 from theta.runtime.emu import device as emu_device
-from theta.runtime.nvcc import find_nvcc, resources
+from theta.runtime.nvcc import find_nvcc, launch_problems, resources
+
+pytestmark = pytest.mark.usefixtures("emu_check")   # emu's checking mode (tests/conftest.py)
 
 KINDS = {"sum": T.sum, "prod": T.prod, "max": T.max, "min": T.min, "mean": T.mean}
 AXES = [None, 0, 1, (0, 2), -1, (2, 0)]
@@ -325,4 +327,6 @@ def test_nvcc_compiles(arch):
     info = resources(source, arch)
     assert set(info) == {k.name for k in prog.kernels}
     spilled = {name: r for name, r in info.items() if r["spill_stores"] or r["spill_loads"]}
+    for k in prog.kernels:
+        assert not launch_problems(info[k.name], k.block[0] * k.block[1] * k.block[2]), (k.name, info[k.name])
     assert not spilled, spilled

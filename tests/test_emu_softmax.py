@@ -27,6 +27,8 @@ from theta.compiler.lowering import softmax as lowering
 from theta.compiler.ops.nnet import (CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad, LogSoftmax, Softmax,
                                      SoftmaxGrad)
 
+pytestmark = pytest.mark.usefixtures("emu_check")   # emu's checking mode (tests/conftest.py)
+
 OPS = ("softmax", "logsoftmax", "softmax_grad", "xent", "xent_grad")
 SHAPES = [(1, 1), (1, 9), (6, 1), (5, 7), (33, 1000), (64, 10)]
 # Forced code paths: (WARP_MAX_K, CACHE_REGS). The default (warp per row up to K = 1024, row
@@ -343,6 +345,7 @@ def test_nvcc_compiles_every_variant(arch: str) -> None:
         res = nvcc.resources(source, arch)
         for k in kernels:
             info = res[k.name]
+            assert not nvcc.launch_problems(info, k.block[0] * k.block[1] * k.block[2]), (path, k.name, info)
             # The cached row lives in registers: no local-memory stack frame, no spills. (float64
             # only: the slow path of double exp() is a real call, around which ptxas may spill a
             # few live doubles of a large cached row; measured 36 bytes for K = 5000.)

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import theta
 import theta.tensor as T
 
+pytestmark = pytest.mark.usefixtures("emu_check")   # emu's checking mode (tests/conftest.py)
+
 DIMS = [1, 2, 3, 5, 8]
 
 UNARY = {

@@ -55,7 +55,8 @@ class KernelRunner:
 def device(backend: str, options=None):
     """The runtime device of a kernel backend name ("emu", "cuda"; "auto" resolved first)."""
     from .runtime import backends
-    return backends.device(backends.resolve(backend), asan=bool(getattr(options, "emu_asan", False)))
+    return backends.device(backends.resolve(backend), asan=bool(getattr(options, "emu_asan", False)),
+                           check=bool(getattr(options, "emu_check", False)))
 
 
 def build(outputs: Sequence, options, leaves: Sequence = (), scalars: Sequence = (), n_outputs: int | None = None,
