@@ -34,10 +34,20 @@ def _unique_names(leaves: Sequence[Variable]) -> list[str]:
     return names
 
 
+def _check_lowerable(outputs: Sequence[Variable]) -> None:
+    """Ops the kernel backends cannot run yet are refused here, by name, before any stage."""
+    from .errors import BackendError, describe
+    for node in toposort(outputs):
+        if node.op is not None and node.op.family == "scan":
+            raise BackendError(f"the kernel backends cannot run {node.op} ({describe(node)}) yet: scans run "
+                               "on backend='reference' for now")
+
+
 def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scalars: Sequence[Variable],
                   n_updates: int = 0, update_targets: Sequence[int] = ()) -> Program:
     """Lower a specialized, rewritten graph to a Program: fuse -> plan buffers -> lower groups."""
     outputs = list(outputs)
+    _check_lowerable(outputs)
     lays = layouts(outputs)
     groups = fuse(outputs, lays)
     plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs, n_updates, update_targets)

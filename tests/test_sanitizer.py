@@ -280,3 +280,29 @@ def test_launch_resources_ptxas_reports():
     assert not launch_problems({"registers": 64, "shared_bytes": 8192}, 1024)
     assert launch_problems({"registers": 128, "shared_bytes": 0}, 1024)   # 131072 registers per block
     assert launch_problems({"registers": 32, "shared_bytes": 50000}, 256)
+
+
+MANY_REGISTERS = r"""
+extern "C" __global__ void many(const float* x, float* y) {
+  float a[160];   // 160 values live across the loop: ptxas keeps them in registers
+#pragma unroll
+  for (int i = 0; i < 160; ++i) a[i] = x[threadIdx.x + i * 7];
+  for (int r = 0; r < 100; ++r) {
+#pragma unroll
+    for (int i = 0; i < 160; ++i) a[i] = a[i] * a[(i + 1) % 160] + 1.0f;
+  }
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 160; ++i) s += a[i];
+  y[threadIdx.x] = s;
+}
+"""
+
+
+def test_more_registers_per_block_than_the_register_file_holds():
+    from theta.runtime.nvcc import find_nvcc, launch_problems, resources
+    if find_nvcc() is None:
+        pytest.skip("ptxas (nvcc) reports register use")
+    info = resources(MANY_REGISTERS, "sm_90")["many"]
+    assert any("register file" in p for p in launch_problems(info, 1024)), info   # a 1024-thread block
+    assert not launch_problems(info, 256), info                                  # its correct twin

@@ -39,10 +39,15 @@ _LAZY = {
     "Variable": ("theta.compiler.graph", "Variable"),
     "ThetaError": ("theta.compiler.errors", "ThetaError"),
     "load": ("theta.runtime.loaded", "load"),
+    "scan": ("theta.compiler.scan", "scan"),
+    "map": ("theta.compiler.scan", "map"),
+    "reduce": ("theta.compiler.scan", "reduce"),
+    "foldl": ("theta.compiler.scan", "foldl"),
+    "foldr": ("theta.compiler.scan", "foldr"),
 }
 _SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models")
 
-__all__ = ["function", "In", "grad", "shared", "config", "load", "tensor", "gradient", "printing", "errors",
+__all__ = ["function", "In", "grad", "shared", "config", "load", "scan", "map", "reduce", "foldl", "foldr", "tensor", "gradient", "printing", "errors",
            "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions"]
 
 

@@ -26,5 +26,8 @@ def lower_group(group: Group, name: str, plan: Plan, lays: dict, code: int = 0) 
     """Kernels for ``group``; ``code`` is what they report in the status word on bad input."""
     lower = LOWERERS.get(group.family)
     if lower is None:
-        raise NotImplementedError(f"no lowering for the {group.family} family ({group})")
+        from ..errors import BackendError
+        raise BackendError(f"the kernel backends cannot run {group.main.op if group.main is not None else group} "
+                           f"yet (no lowering for the {group.family} family): compile this function with "
+                           "backend='reference'")
     return lower(group, KernelBuilder(name, group.family, plan, lays, code, group))

@@ -1,0 +1,124 @@
+"""The loop op behind theta.scan (compiler/scan.py builds it from a step function).
+
+A ``Scan`` node runs a step graph ``n_steps`` times. The step graph (``inner_inputs`` ->
+``inner_outputs``) reads, at step t, one slice of each sequence, the previous value of each
+recurrent state, and the non-sequences (everything else the step reads, lifted into the
+node's inputs, shared variables included, so the outer function sees them). Its outputs are
+the new states, then the outputs that are not fed back. The node's inputs are
+
+    n_steps, sequences..., initial states..., non-sequences...
+
+and node ``index`` k is output k stacked over the steps (the op is one node per output, as
+theta's graph has one value per node; the reference runs the loop once per output node).
+
+The gradient is backpropagation through time, itself a ``Scan`` running backwards: its step
+is the vector-Jacobian product of the forward step (theta.grad with known_grads), carrying
+the gradient of each state and accumulating the non-sequences' gradients.
+
+The step's graph is interpreted with each op's NumPy ``perform`` (the reference semantics);
+the kernel backends do not lower scans yet.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..errors import GraphError, ShapeError, describe
+from ..graph import Op, Variable, toposort
+from ..types import TensorType
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scan(Op):
+    inner_inputs: tuple      # placeholders: sequence slices, previous states, non-sequences
+    inner_outputs: tuple     # new states, then outputs not fed back
+    n_seqs: int
+    n_states: int
+    go_backwards: bool = False
+    index: int = 0           # which output this node is
+    name: str = "scan"
+    family = "scan"
+
+    # Equality by the step graph's identity and the parameters (Variables hash by identity).
+    def _key(self) -> tuple:
+        return (self.inner_inputs, self.inner_outputs, self.n_seqs, self.n_states, self.go_backwards,
+                self.index)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Scan) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.index}]"
+
+    @property
+    def n_nonseqs(self) -> int:
+        return len(self.inner_inputs) - self.n_seqs - self.n_states
+
+    def at(self, index: int) -> "Scan":
+        return dataclasses.replace(self, index=index)
+
+    def make_type(self, n_steps: Variable, *inputs: Variable) -> TensorType:
+        if n_steps.ndim != 0 or n_steps.dtype not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"):
+            raise GraphError(f"{self.name}: n_steps must be an integer scalar, got {describe(n_steps)}")
+        if len(inputs) != len(self.inner_inputs):
+            raise GraphError(f"{self.name}: {len(inputs)} inputs for {len(self.inner_inputs)} step inputs")
+        for k, (outer, inner) in enumerate(zip(inputs, self.inner_inputs)):
+            want = inner.ndim + 1 if k < self.n_seqs else inner.ndim
+            if outer.ndim != want or outer.dtype != inner.dtype:
+                raise ShapeError(f"{self.name}: {describe(outer)} does not fit the step's input {describe(inner)}")
+        steps = int(n_steps.data) if n_steps.is_constant else None
+        out = self.inner_outputs[self.index]
+        return TensorType(out.dtype, (steps,) + tuple(out.type.shape))
+
+    def perform(self, n_steps, *values):
+        outs = run_loop(self, int(n_steps), values)
+        return outs[self.index]
+
+    def grad(self, inputs, output, gout):
+        from ..scan_grad import scan_vjp
+        return scan_vjp(self, list(inputs), gout)
+
+
+def run_loop(op: Scan, n_steps: int, values) -> list[np.ndarray]:
+    """Every output of the scan, stacked over its ``n_steps`` steps (NumPy)."""
+    if n_steps < 0:
+        raise GraphError(f"{op.name}: n_steps must not be negative, got {n_steps}")
+    seqs = values[:op.n_seqs]
+    states = list(values[op.n_seqs:op.n_seqs + op.n_states])
+    nonseqs = values[op.n_seqs + op.n_states:]
+    for s in seqs:
+        if len(s) < n_steps:
+            raise ShapeError(f"{op.name}: a sequence of length {len(s)} is shorter than the {n_steps} steps")
+    order = [n for n in toposort(op.inner_outputs) if not n.is_leaf]
+    stacked: list[list] = [[] for _ in op.inner_outputs]
+    for step in range(n_steps):
+        t = n_steps - 1 - step if op.go_backwards else step
+        env = {id(p): v for p, v in zip(op.inner_inputs, [s[t] for s in seqs] + states + list(nonseqs))}
+        results = _interpret(order, op.inner_outputs, env)
+        for k, r in enumerate(results):
+            stacked[k].append(r)
+        states = [np.asarray(r, dtype=o.dtype) for r, o in zip(results[:op.n_states], op.inner_outputs)]
+    outs = []
+    for k, o in enumerate(op.inner_outputs):
+        if stacked[k]:
+            outs.append(np.stack([np.asarray(r, dtype=o.dtype) for r in stacked[k]]))
+        else:
+            shape = tuple(d if d is not None else 0 for d in o.type.shape)
+            if k < op.n_states:
+                shape = np.shape(values[op.n_seqs + k])
+            outs.append(np.zeros((0,) + tuple(shape), dtype=o.dtype))
+    return outs
+
+
+def _interpret(order, outputs, env: dict) -> list[np.ndarray]:
+    """The step graph's outputs given its inputs in ``env``, node by node with NumPy."""
+    values = dict(env)
+    for node in order:
+        args = [values[id(i)] if id(i) in values else i.data for i in node.inputs]
+        out = np.asarray(node.op.perform(*args))
+        values[id(node)] = out.astype(node.dtype) if out.dtype.name != node.dtype else out
+    return [values[id(o)] if id(o) in values else o.data for o in outputs]

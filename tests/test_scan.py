@@ -1,0 +1,174 @@
+"""theta.scan on the reference backend: values against NumPy loops, gradients (backpropagation
+through time, itself a scan) against finite differences, Theano's shorthands, and bad input."""
+import numpy as np
+import pytest
+
+import theta
+import theta.tensor as T
+from theta.errors import BackendError, GraphError, ShapeError
+from theta.gradient import verify_grad
+
+rng = np.random.default_rng(0)
+
+
+def rnn_numpy(X, W, h0, backwards=False):
+    h, out = h0, []
+    for t in (range(len(X) - 1, -1, -1) if backwards else range(len(X))):
+        h = np.tanh(X[t] + h @ W)
+        out.append(h)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_rnn_values_and_gradients(backwards):
+    X, W, h0 = rng.standard_normal((5, 3)), rng.standard_normal((3, 3)) * 0.5, rng.standard_normal(3)
+
+    def rnn(x, w, h):
+        H, updates = theta.scan(lambda xt, hp, w: T.tanh(xt + T.dot(hp, w)), sequences=x, outputs_info=h,
+                                non_sequences=w, go_backwards=backwards)
+        assert not updates
+        return H
+
+    x, w, h = T.dmatrix("x"), T.dmatrix("w"), T.dvector("h")
+    got = theta.function([x, w, h], rnn(x, w, h))(X, W, h0)
+    np.testing.assert_allclose(got, rnn_numpy(X, W, h0, backwards), rtol=1e-12)
+    verify_grad(lambda x, w, h: rnn(x, w, h)[-1] * rnn(x, w, h).sum(), [X, W, h0])
+
+
+def test_two_states_a_plain_output_and_a_shared_weight_read_by_closure():
+    U = theta.shared(rng.standard_normal((2, 2)) * 0.3, name="U")
+    X = rng.standard_normal((4, 2))
+
+    def step(xt, a, b):
+        a2 = T.tanh(T.dot(a, U) + xt)
+        b2 = b + a2 * xt
+        return a2, b2, (a2 * b2).sum()
+
+    x = T.dmatrix("x")
+    (A, B, S), _ = theta.scan(step, sequences=x, outputs_info=[T.zeros((2,), "float64"), T.ones((2,), "float64"), None])
+    f = theta.function([x], [A, B, S])
+    a, b, want = np.zeros(2), np.ones(2), []
+    for t in range(4):
+        a = np.tanh(a @ U.get_value() + X[t])
+        b = b + a * X[t]
+        want.append((a, b, (a * b).sum()))
+    for got, w in zip(f(X), zip(*want)):
+        np.testing.assert_allclose(got, np.array(w), rtol=1e-12)
+    # the gradient reaches the weight the step read without it being a non-sequence
+    gU = theta.function([x], theta.grad(S.sum() + B[-1].sum(), U))(X)
+    eps, num = 1e-6, np.zeros((2, 2))
+    f_cost = theta.function([x], S.sum() + B[-1].sum())
+    U0 = U.get_value()
+    for i in np.ndindex(2, 2):
+        for sign in (1, -1):
+            Up = U0.copy()
+            Up[i] += sign * eps
+            U.set_value(Up)
+            num[i] += sign * float(f_cost(X)) / (2 * eps)
+    U.set_value(U0)
+    np.testing.assert_allclose(gU, num, rtol=1e-6, atol=1e-8)
+
+
+def test_sgd_on_a_scan_rnn_trains():
+    W = theta.shared(rng.standard_normal((3, 3)) * 0.1, name="W")
+    x, y = T.dmatrix("x"), T.dvector("y")
+    H, _ = theta.scan(lambda xt, hp: T.tanh(xt + T.dot(hp, W)), sequences=x, outputs_info=T.zeros((3,), "float64"))
+    cost = ((H[-1] - y) ** 2).sum()
+    train = theta.function([x, y], cost, updates=[(W, W - 0.2 * theta.grad(cost, W))])
+    X, Y = rng.standard_normal((6, 3)) * 0.5, np.array([0.3, -0.2, 0.1])
+    costs = [float(train(X, Y)) for _ in range(30)]
+    assert costs[-1] < 0.5 * costs[0]
+
+
+def test_map_reduce_foldl_foldr_and_symbolic_n_steps():
+    v = T.dvector("v")
+    squares, _ = theta.map(lambda a: a * a, v)
+    total, _ = theta.reduce(lambda a, acc: acc + a, v, T.constant(0.0, dtype="float64"))
+    left, _ = theta.foldl(lambda a, acc: acc * 2 + a, v, T.constant(0.0, dtype="float64"))
+    right, _ = theta.foldr(lambda a, acc: acc * 2 + a, v, T.constant(0.0, dtype="float64"))
+    n = T.lscalar("n")
+    first_n, _ = theta.scan(lambda a, acc: acc + a, sequences=v, outputs_info=T.constant(0.0, dtype="float64"),
+                            n_steps=n)
+    f = theta.function([v, n], [squares, total, left, right, first_n])
+    V = np.array([1.0, 2.0, 3.0, 4.0])
+    sq, tot, lf, rt, fn = f(V, 3)
+    np.testing.assert_allclose(sq, V ** 2)
+    assert tot == 10 and lf == ((1 * 2 + 2) * 2 + 3) * 2 + 4 and rt == ((4 * 2 + 3) * 2 + 2) * 2 + 1
+    np.testing.assert_allclose(fn, [1, 3, 6])
+
+
+def test_sequences_of_different_lengths_run_for_the_shortest():
+    a, b = T.dvector("a"), T.dvector("b")
+    s, _ = theta.scan(lambda x, y: x * y, sequences=[a, b])
+    np.testing.assert_allclose(theta.function([a, b], s)(np.arange(5.0), np.arange(3.0) + 1), [0, 2, 6])
+
+
+def test_bad_input_is_a_typed_error():
+    x, h = T.dmatrix("x"), T.dvector("h")
+    with pytest.raises(ShapeError, match="scan.*ranks differ"):
+        theta.scan(lambda xt, hp: T.outer(xt, hp), sequences=x, outputs_info=h)
+    with pytest.raises(GraphError, match="n_steps must be a non-negative integer"):
+        theta.scan(lambda hp: hp * 2, outputs_info=h, n_steps=-1)
+    with pytest.raises(GraphError, match="n_steps is needed"):
+        theta.scan(lambda hp: hp * 2, outputs_info=h)
+    H, _ = theta.scan(lambda xt, hp: xt + hp, sequences=x, outputs_info=h)
+    f = theta.function([x, h], H, backend="emu")
+    with pytest.raises(BackendError, match="scan.*backend='reference'"):
+        f(np.ones((2, 3)), np.ones(3))
+
+
+def test_nested_scans_values_and_gradients():
+    X = rng.standard_normal((3, 4))
+
+    def outer(x):
+        def row(r, acc):
+            inner, _ = theta.scan(lambda a, s: T.tanh(s + a), sequences=r, outputs_info=acc)
+            return inner[-1]
+        out, _ = theta.scan(row, sequences=x, outputs_info=T.constant(0.0, dtype="float64"))
+        return out
+
+    x = T.dmatrix("x")
+    got = theta.function([x], outer(x))(X)
+    s, want = 0.0, []
+    for r in X:
+        for a in r:
+            s = np.tanh(s + a)
+        want.append(s)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    verify_grad(lambda x: outer(x).sum(), [X])
+
+
+def lstm_adding_problem(steps: int = 20, hidden: int = 8, seq: int = 6, seed: int = 0):
+    """An LSTM on the adding problem (sum of the two marked numbers of a sequence), SGD with
+    gradient-norm clipping; returns the costs."""
+    r = np.random.default_rng(seed)
+    params = {n: theta.shared(r.standard_normal(s) * 0.3, name=n) for n, s in
+              [("Wx", (2, 4 * hidden)), ("Wh", (hidden, 4 * hidden)), ("b", (4 * hidden,)), ("Wo", (hidden,))]}
+    x, y = T.dtensor3("x"), T.dvector("y")   # (time, batch, 2), (batch,)
+
+    def step(xt, h, c):
+        z = T.dot(xt, params["Wx"]) + T.dot(h, params["Wh"]) + params["b"]
+        i, f, o = (T.nnet.sigmoid(z[:, k * hidden:(k + 1) * hidden]) for k in range(3))
+        g = T.tanh(z[:, 3 * hidden:])
+        c2 = f * c + i * g
+        return o * T.tanh(c2), c2
+
+    zeros = T.zeros((x.shape[1], hidden), "float64")
+    (H, _), _ = theta.scan(step, sequences=x, outputs_info=[zeros, zeros])
+    cost = T.mean((T.dot(H[-1], params["Wo"]) - y) ** 2)
+    grads = theta.grad(cost, list(params.values()))
+    norm = T.sqrt(sum((g ** 2).sum() for g in grads))
+    scale = T.minimum(1.0, 5.0 / norm)
+    train = theta.function([x, y], cost, updates=[(p, p - 0.5 * scale * g) for p, g in zip(params.values(), grads)])
+    values = r.random((seq, 32))
+    marks = np.zeros((seq, 32))
+    for b in range(32):
+        marks[r.choice(seq, 2, replace=False), b] = 1
+    X = np.stack([values, marks], axis=-1)
+    Y = (values * marks).sum(axis=0)
+    return [float(train(X, Y)) for _ in range(steps)]
+
+
+def test_an_lstm_learns_the_adding_problem():
+    costs = lstm_adding_problem()
+    assert costs[-1] < 0.5 * costs[0], costs
