@@ -151,18 +151,3 @@ def grad(cost: Variable | None, wrt, consider_constant: Sequence[Variable] | Non
             g = zeros_like(w, dtype=w.dtype if is_float(w.dtype) else config.floatX)
         out.append(g)
     return out[0] if single else out
-
-
-def jacobian(expression: Variable, wrt):
-    """Jacobian of a vector expression, one grad per output element (unrolled at trace time;
-    the expression's length must be known)."""
-    from .tensor.basic import stack
-    n = expression.type.shape[0]
-    if expression.ndim != 1 or n is None:
-        raise GraphError(f"jacobian needs a vector of known length, got {describe(expression)}")
-    single = isinstance(wrt, Variable)
-    rows = [grad(expression[i], wrt if not single else [wrt], disconnected_inputs="ignore") for i in range(n)]
-    per_wrt = list(zip(*rows))
-    out = [stack(list(r)) for r in per_wrt]
-    return out[0] if single else out
-

@@ -276,10 +276,13 @@ def test_jacobian_list_of_wrt():
     np.testing.assert_allclose(ja, [1.0, 4.0])
 
 
-def test_jacobian_of_unknown_length_is_a_clear_error():
+def test_jacobian_of_unknown_length_is_a_loop():
+    # one scan step per row: the length may be known only when the function is called
     x = T.dvector("x")
-    with pytest.raises(GraphError, match="known length"):
-        theta.gradient.jacobian(x ** 2, x)
+    J = theta.function([x], theta.gradient.jacobian(x ** 2, x))
+    np.testing.assert_allclose(J(np.array([1.0, 2.0, 3.0, 4.0])), np.diag([2.0, 4.0, 6.0, 8.0]))
+    with pytest.raises(GraphError, match="vector"):
+        theta.gradient.jacobian(T.dmatrix("m"), x)
 
 
 def test_verify_grad_accepts_a_correct_gradient():

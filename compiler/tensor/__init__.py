@@ -5,4 +5,5 @@ from . import nnet  # noqa: F401
 from ..ops.shape import arange  # noqa: F401
 from ..graph import Variable as TensorVariable  # noqa: F401
 from ..types import TensorType  # noqa: F401
-from ..grad import grad, jacobian  # noqa: F401,E402  (Theano's T.grad / T.jacobian)
+from ..grad import grad  # noqa: F401,E402  (Theano's T.grad)
+from ..second_order import Lop, Rop, hessian, jacobian  # noqa: F401,E402  (T.Lop, T.Rop, T.jacobian)
