@@ -3,16 +3,19 @@
     outputs, updates = theta.scan(fn, sequences=None, outputs_info=None, non_sequences=None,
                                   n_steps=None, go_backwards=False, truncate_gradient=-1, ...)
 
-``fn`` is called once, on placeholders, in Theano's argument order: one slice of each
-sequence, the previous value of each output that has an initial value in ``outputs_info``,
+``fn`` is called once, on placeholders, in Theano's argument order: for each sequence its
+slices at each tap, for each output with an initial value its previous values at each tap,
 then the non-sequences. Whatever else it reads (shared variables, outer expressions) becomes a
-non-sequence of the loop automatically. It returns the step's outputs, in ``outputs_info``
-order. The loop is one op (compiler/ops/scan.py) whose gradient is a backwards scan.
+non-sequence of the loop automatically. It returns the step's outputs in ``outputs_info``
+order, optionally with ``theta.scan_module.until(cond)`` to stop after the step where ``cond``
+holds. The loop is one op (compiler/ops/scan.py); its gradient is a backwards scan.
 
-What this first step supports: sequence taps [0] and output taps [-1], ``None`` in
-``outputs_info`` for outputs that are not fed back, symbolic or constant ``n_steps`` (the
-shortest sequence when not given), ``go_backwards``. ``updates`` is always empty (no random
-streams yet). The reference backend runs scans; the kernel backends do not lower them yet.
+Taps are rewritten before the op sees them: a sequence read at taps [-1, 0, 1] becomes three
+shifted views of it (the loop runs len - 2 steps), and an output read at taps [-2, -1] is
+carried as a window of its last two values (the initial value's last two rows to start with).
+
+``updates`` is always empty (no random streams yet). The reference backend runs scans; the
+kernel backends do not lower them yet.
 """
 from __future__ import annotations
 
@@ -20,86 +23,110 @@ from collections import OrderedDict
 from typing import Callable
 
 from .errors import GraphError, ShapeError, describe
-from .graph import Variable, rebuild, toposort
+from .graph import Variable, constant, rebuild, toposort
 from .ops.scan import Scan
 from .types import TensorType
+
+
+class until:
+    """Return ``(outputs, theta.scan_module.until(cond))`` from a step to stop after the step
+    where the scalar ``cond`` holds (Theano's scan_module.until)."""
+
+    def __init__(self, condition) -> None:
+        from .tensor.basic import as_tensor_variable
+        self.condition = as_tensor_variable(condition)
 
 
 def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
          truncate_gradient: int = -1, go_backwards: bool = False, mode=None, name: str | None = None,
          strict: bool = False, return_list: bool = False):
     """Theano's scan: (outputs, updates). See the module docstring."""
-    from .graph import constant
-    from .tensor.basic import as_tensor_variable, cast, minimum
+    from .tensor.basic import as_tensor_variable, cast
     name = name or "scan"
-    seqs = [_sequence(s, name) for s in _as_list(sequences)]
-    infos = [_output_info(o, name) for o in _as_list(outputs_info)]
-    nonseqs = [as_tensor_variable(v) for v in _as_list(non_sequences)]
-    if truncate_gradient != -1:
-        raise NotImplementedError(f"{name}: truncate_gradient is not supported yet (full backpropagation "
-                                  "through time only)")
+    label = f"{name} (step function {_where(fn)})"
+    if not isinstance(truncate_gradient, int) or (truncate_gradient < 1 and truncate_gradient != -1):
+        raise GraphError(f"{label}: truncate_gradient must be -1 or a positive number of steps, "
+                         f"got {truncate_gradient!r}")
 
-    seq_in = [_placeholder(s.type.shape[1:], s.dtype, f"{s.name or 'seq'}[t]") for s in seqs]
-    state_in = [_placeholder(i.type.shape, i.dtype, f"{i.name or 'state'}[t-1]") for i in infos if i is not None]
+    # sequences: one shifted view per tap
+    seqs, seq_names = [], []
+    for var, taps in (_sequence(s, label) for s in _as_list(sequences)):
+        lo, hi = min(taps), max(taps)
+        for tap in taps:
+            start, cut = tap - lo, hi - tap
+            seqs.append(var[start:-cut] if cut else (var[start:] if start else var))
+            seq_names.append(f"{var.name or 'seq'}[t{tap:+d}]" if tap else f"{var.name or 'seq'}[t]")
+    # outputs fed back: the initial state (or a window of the last values, for taps other than [-1])
+    infos = [_output_info(o, label) for o in _as_list(outputs_info)]
+    nonseqs = [as_tensor_variable(v) for v in _as_list(non_sequences)]
+
+    seq_in = [_placeholder(s.type.shape[1:], s.dtype, n) for s, n in zip(seqs, seq_names)]
+    state_in, step_state_args = [], []
+    for info in infos:
+        if info is None:
+            continue
+        init, taps = info
+        if taps == [-1]:
+            p = _placeholder(init.type.shape, init.dtype, f"{init.name or 'state'}[t-1]")
+            step_state_args.append(p)
+        else:
+            window = max(-t for t in taps)
+            p = _placeholder((window,) + tuple(init.type.shape[1:]), init.dtype, f"{init.name or 'state'}[window]")
+            step_state_args += [p[window + t] for t in taps]
+        state_in.append(p)
     nonseq_in = [_placeholder(v.type.shape, v.dtype, v.name) for v in nonseqs]
-    result = fn(*seq_in, *state_in, *nonseq_in)
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
-        result, updates = result
-        if updates:
-            raise NotImplementedError(f"{name}: a step that returns updates needs random streams (not yet)")
-    outs = [as_tensor_variable(o) for o in (result if isinstance(result, (list, tuple)) else [result])]
+    result = fn(*seq_in, *step_state_args, *nonseq_in)
+    outs, condition = _step_result(result, label)
     if not infos:
         infos = [None] * len(outs)
     if len(outs) != len(infos):
-        raise GraphError(f"{name}: the step returns {len(outs)} outputs, outputs_info lists {len(infos)}")
+        raise GraphError(f"{label}: the step returns {len(outs)} outputs, outputs_info lists {len(infos)}")
 
     # states first (fed back), then the outputs that are not
-    state_outs, plain_outs = [], []
-    initial = []
-    for o, info in zip(outs, infos):
+    state_outs, plain_outs, initial, windows = [], [], [], []
+    for k, (o, info) in enumerate(zip(outs, infos)):
         if info is None:
             plain_outs.append(o)
             continue
-        if o.ndim != info.ndim:
-            raise ShapeError(f"{name}: the step returns {describe(o)} for the state whose initial value is "
-                             f"{describe(info)}: ranks differ")
-        if o.dtype != info.dtype:
+        init, taps = info
+        value_ndim = init.ndim if taps == [-1] else init.ndim - 1
+        if o.ndim != value_ndim:
+            raise ShapeError(f"{label}: output {k} of the step is {describe(o)}, but its initial value "
+                             f"{describe(init)} gives states of rank {value_ndim}: ranks differ")
+        if o.dtype != init.dtype:
             if strict:
-                raise GraphError(f"{name}: the step returns {describe(o)} for a state of dtype {info.dtype}")
-            o = cast(o, info.dtype)
-        state_outs.append(o)
-        initial.append(info)
+                raise GraphError(f"{label}: output {k} of the step is {describe(o)}, its state is {init.dtype}")
+            o = cast(o, init.dtype)
+        if taps == [-1]:
+            state_outs.append(o)
+            initial.append(init)
+            windows.append(0)
+        else:
+            window = max(-t for t in taps)
+            p = state_in[len(state_outs)]
+            state_outs.append(_shift_in(p, o))
+            initial.append(init[-window:])
+            windows.append(window)
 
     # Everything else the step reads becomes a non-sequence (placeholder in, outer value passed).
     inner_inputs = seq_in + state_in + nonseq_in
     known = {id(p) for p in inner_inputs}
-    free = [v for v in toposort(state_outs + plain_outs) if v.is_leaf and not v.is_constant and id(v) not in known]
+    step_outs = state_outs + plain_outs + ([condition] if condition is not None else [])
+    free = [v for v in toposort(step_outs) if v.is_leaf and not v.is_constant and id(v) not in known]
     lifted = {v: _placeholder(v.type.shape, v.dtype, v.name) for v in free}
-    inner_outs = rebuild(state_outs + plain_outs, lifted) if lifted else state_outs + plain_outs
+    inner_outs = rebuild(step_outs, lifted) if lifted else step_outs
     inner_inputs += list(lifted.values())
     outer = seqs + initial + nonseqs + list(lifted)
+    steps = _n_steps(n_steps, seqs, label)
 
-    if n_steps is None:
-        if not seqs:
-            raise GraphError(f"{name}: n_steps is needed when there are no sequences")
-        lengths = [s.shape[0] for s in seqs]
-        steps = lengths[0]
-        for length in lengths[1:]:   # Theano: the shortest sequence
-            steps = minimum(steps, length)
-    else:
-        steps = as_tensor_variable(n_steps)
-        if steps.is_constant and (steps.data.ndim or int(steps.data) != steps.data or int(steps.data) < 0):
-            raise GraphError(f"{name}: n_steps must be a non-negative integer, got {steps.data}")
-    steps = cast(steps, "int64") if steps.dtype != "int64" else steps
-    if steps.is_constant:
-        steps = constant(int(steps.data), dtype="int64")
-
-    op = Scan(tuple(inner_inputs), tuple(inner_outs), len(seqs), len(state_outs), bool(go_backwards), 0, name)
-    stacked = [op.at(k)(steps, *outer) for k in range(len(inner_outs))]
+    op = Scan(tuple(inner_inputs), tuple(inner_outs), len(seqs), len(state_outs), bool(go_backwards), 0, name,
+              condition is not None, truncate_gradient)
+    stacked = [op.at(k)(steps, *outer) for k in range(len(state_outs) + len(plain_outs))]
+    stacked = [s[:, -1] if w else s for s, w in zip(stacked, windows)] + stacked[len(state_outs):]
     # back in the user's order
-    results, s, p = [], iter(stacked[:len(state_outs)]), iter(stacked[len(state_outs):])
+    results, s_it, p_it = [], iter(stacked[:len(state_outs)]), iter(stacked[len(state_outs):])
     for info in infos:
-        results.append(next(p) if info is None else next(s))
+        results.append(next(p_it) if info is None else next(s_it))
     if len(results) == 1 and not return_list:
         return results[0], OrderedDict()
     return results, OrderedDict()
@@ -127,6 +154,12 @@ def foldr(fn: Callable, sequences, outputs_info, non_sequences=None, name: str |
     return reduce(fn, sequences, outputs_info, non_sequences, True, name or "foldr")
 
 
+def _where(fn) -> str:
+    code = getattr(fn, "__code__", None)
+    label = getattr(fn, "__name__", type(fn).__name__)
+    return f"{label} at {code.co_filename}:{code.co_firstlineno}" if code is not None else label
+
+
 def _as_list(x) -> list:
     if x is None:
         return []
@@ -137,25 +170,74 @@ def _placeholder(shape, dtype: str, name: str | None) -> Variable:
     return Variable(TensorType(dtype, tuple(shape)), name=name)
 
 
-def _sequence(s, name: str) -> Variable:
+def _shift_in(window: Variable, value: Variable) -> Variable:
+    """The window of the last values after ``value``: drop the oldest, append ``value``."""
+    from .tensor.basic import concatenate
+    return concatenate([window[1:], value.dimshuffle("x", *range(value.ndim))], axis=0)
+
+
+def _step_result(result, label: str):
+    """(the step's outputs, its until condition or None)."""
     from .tensor.basic import as_tensor_variable
+    parts = list(result) if isinstance(result, tuple) else [result]
+    condition = None
+    if parts and isinstance(parts[-1], until):
+        condition = parts.pop().condition
+        if condition.ndim != 0:
+            raise GraphError(f"{label}: until needs a scalar condition, got {describe(condition)}")
+    if parts and isinstance(parts[-1], dict):
+        if parts.pop():
+            raise NotImplementedError(f"{label}: a step that returns updates needs random streams (not yet)")
+    if len(parts) == 1 and isinstance(parts[0], (list, tuple)):
+        parts = list(parts[0])
+    return [as_tensor_variable(o) for o in parts], condition
+
+
+def _n_steps(n_steps, seqs: list, label: str) -> Variable:
+    from .tensor.basic import as_tensor_variable, cast, minimum
+    if n_steps is None:
+        if not seqs:
+            raise GraphError(f"{label}: n_steps is needed when there are no sequences")
+        steps = seqs[0].shape[0]
+        for s in seqs[1:]:   # Theano: the shortest sequence
+            steps = minimum(steps, s.shape[0])
+    else:
+        steps = as_tensor_variable(n_steps)
+        if steps.ndim or steps.dtype.startswith("float") or (
+                steps.is_constant and (int(steps.data) != steps.data or int(steps.data) < 0)):
+            raise GraphError(f"{label}: n_steps must be a non-negative integer, got "
+                             f"{steps.data if steps.is_constant else describe(steps)}")
+    steps = cast(steps, "int64") if steps.dtype != "int64" else steps
+    return constant(int(steps.data), dtype="int64") if steps.is_constant else steps
+
+
+def _sequence(s, label: str) -> tuple:
+    from .tensor.basic import as_tensor_variable
+    taps = [0]
     if isinstance(s, dict):
-        if list(s.get("taps", [0])) != [0]:
-            raise NotImplementedError(f"{name}: sequence taps other than [0] are not supported yet")
+        taps = list(s.get("taps", [0]))
         s = s["input"]
+    if not taps or any(not isinstance(t, int) for t in taps):
+        raise GraphError(f"{label}: sequence taps must be a list of integers, got {taps!r}")
     s = as_tensor_variable(s)
     if s.ndim == 0:
-        raise ShapeError(f"{name}: a sequence must have a leading axis to iterate over, got {describe(s)}")
-    return s
+        raise ShapeError(f"{label}: a sequence must have a leading axis to iterate over, got {describe(s)}")
+    return s, taps
 
 
-def _output_info(o, name: str):
+def _output_info(o, label: str):
+    """None, or (initial value, taps)."""
     from .tensor.basic import as_tensor_variable
     if o is None:
         return None
+    taps = [-1]
     if isinstance(o, dict):
-        if list(o.get("taps", [-1])) != [-1]:
-            raise NotImplementedError(f"{name}: output taps other than [-1] are not supported yet")
+        taps = list(o.get("taps", [-1]))
         o = o["initial"]
-    return as_tensor_variable(o)
-
+    if not taps or any(not isinstance(t, int) or t >= 0 for t in taps):
+        raise GraphError(f"{label}: output taps must be negative integers, got {taps!r}")
+    init = as_tensor_variable(o)
+    if taps != [-1] and (init.ndim == 0 or (init.type.shape[0] is not None and init.type.shape[0] < max(-t for t in taps))):
+        raise ShapeError(f"{label}: output taps {taps} need an initial value with at least "
+                         f"{max(-t for t in taps)} rows, got {describe(init)}")
+    return init, taps

@@ -8,6 +8,10 @@ non-sequences' gradients. Its step is the forward step's vector-Jacobian product
 by theta.grad with known gradients on the step's outputs. Afterwards the carries hold the
 gradients of the initial states and non-sequences; the per-step gradients of the sequence
 slices are put back in sequence order.
+
+With ``truncate_gradient=k`` only the last k steps are visited (Theano's truncated BPTT): the
+earlier steps, and the initial states when there are more than k steps, get no gradient. With
+``until``, the loop ran as many steps as its outputs have rows.
 """
 from __future__ import annotations
 
@@ -28,10 +32,14 @@ def scan_vjp(op: Scan, inputs: list, gout: Variable) -> list:
     prev_in = op.inner_inputs[n_seqs:n_seqs + n_states]
     nonseq_in = op.inner_inputs[n_seqs + n_states:]
 
-    # the forward step's inputs in step order
-    step_seqs = [s[:steps][::-1] if op.go_backwards else s[:steps] for s in seqs]
+    # the steps the loop ran, and the ones the gradient goes back through
+    n = op.at(0)(steps, *outer).shape[0] if op.until else steps
+    first = T.maximum(n - op.truncate, 0) if op.truncate > 0 else T.constant(0, dtype="int64")
+    # the forward step's inputs in step order, from step `first` on
+    step_seqs = [(s[:n][::-1] if op.go_backwards else s[:n])[first:] for s in seqs]
     states = [op.at(j)(steps, *outer) for j in range(n_states)]
-    prev = [T.concatenate([_padleft(i), h[:-1]], axis=0) for i, h in zip(initial, states)]
+    prev = [T.concatenate([_padleft(i), h[:-1]], axis=0)[first:] for i, h in zip(initial, states)]
+    count = n - first
 
     # the backward step: carries in, the forward step's VJP out
     g_slice = _placeholder(gout.type.shape[1:], gout.dtype, "g[t]")
@@ -60,9 +68,9 @@ def scan_vjp(op: Scan, inputs: list, gout: Variable) -> list:
     back = Scan(tuple(seq_in) + tuple(prev_in) + (g_slice,) + tuple(carries) + tuple(accums) + tuple(nonseq_in),
                 tuple(new_carries) + tuple(new_accums) + tuple(seq_grads),
                 n_seqs + n_states + 1, n_states + len(accums), True, 0, f"grad_of_{op.name}")
-    back_outer = (step_seqs + prev + [gout] + [T.zeros_like(i) for i in initial]
+    back_outer = (step_seqs + prev + [gout[first:]] + [T.zeros_like(i) for i in initial]
                   + [T.zeros_like(nonseqs[k]) for k in float_nonseqs] + list(nonseqs))
-    outs = [back.at(k)(steps, *back_outer) for k in range(len(back.inner_outputs))]
+    outs = [back.at(k)(count, *back_outer) for k in range(len(back.inner_outputs))]
 
     def last(stack: Variable, like: Variable) -> Variable:
         # the final carry (zero when there are no steps)
@@ -71,11 +79,17 @@ def scan_vjp(op: Scan, inputs: list, gout: Variable) -> list:
     result: list = [None]   # n_steps: an integer
     seq_result: dict[int, Variable] = {}
     for m, k in enumerate(float_seqs):
-        per_step = outs[n_states + len(accums) + m]          # backward order: forward steps T-1 .. 0
-        in_seq_order = per_step if op.go_backwards else per_step[::-1]
-        seq_result[k] = T.inc_subtensor(T.zeros_like(seqs[k])[:steps], in_seq_order)
+        per_step = outs[n_states + len(accums) + m]          # backward order: forward steps n-1 .. first
+        # forward step s read row s (row n-1-s going backwards)
+        target = T.zeros_like(seqs[k])[:count] if op.go_backwards else T.zeros_like(seqs[k])[first:n]
+        seq_result[k] = T.inc_subtensor(target, per_step if op.go_backwards else per_step[::-1])
     result += [seq_result.get(k) for k in range(n_seqs)]
-    result += [last(outs[j], initial[j]) if is_float(initial[j].dtype) else None for j in range(n_states)]
+    for j in range(n_states):   # the initial state's gradient, unless truncation stopped short of it
+        if not is_float(initial[j].dtype):
+            result.append(None)
+            continue
+        g0 = last(outs[j], initial[j])
+        result.append(g0 if op.truncate <= 0 else T.switch(T.eq(first, 0), g0, T.zeros_like(g0)))
     acc_result = {k: last(outs[n_states + m], nonseqs[k]) for m, k in enumerate(float_nonseqs)}
     result += [acc_result.get(k) for k in range(len(nonseqs))]
     return result

@@ -172,3 +172,73 @@ def lstm_adding_problem(steps: int = 20, hidden: int = 8, seq: int = 6, seed: in
 def test_an_lstm_learns_the_adding_problem():
     costs = lstm_adding_problem()
     assert costs[-1] < 0.5 * costs[0], costs
+
+
+def test_sequence_taps_and_output_taps():
+    X = rng.standard_normal(7)
+    x = T.dvector("x")
+    # a centred difference over taps [-1, 0, 1]: len - 2 steps
+    d, _ = theta.scan(lambda prev, cur, nxt: nxt - 2 * cur + prev, sequences=dict(input=x, taps=[-1, 0, 1]))
+    np.testing.assert_allclose(theta.function([x], d)(X), X[2:] - 2 * X[1:-1] + X[:-2])
+    verify_grad(lambda x: theta.scan(lambda p, c, n: T.tanh(n * c - p), sequences=dict(input=x, taps=[-1, 0, 1]))[0],
+                [X])
+    # Fibonacci-like recurrence over output taps [-2, -1]
+    init = T.dvector("init")
+    fib, _ = theta.scan(lambda a, b: a + 0.5 * b, outputs_info=dict(initial=init, taps=[-2, -1]), n_steps=6)
+    got = theta.function([init], fib)(np.array([1.0, 2.0]))
+    seq = [1.0, 2.0]
+    for _ in range(6):
+        seq.append(seq[-2] + 0.5 * seq[-1])
+    np.testing.assert_allclose(got, seq[2:])
+    verify_grad(lambda i: theta.scan(lambda a, b: T.tanh(a - b * 0.7), outputs_info=dict(initial=i, taps=[-2, -1]),
+                                     n_steps=5)[0], [np.array([0.3, -0.4])])
+
+
+def unrolled_rnn(x, W, h0, n, cut=None):
+    """The same RNN written as an unrolled graph; the gradient stops at step ``cut``."""
+    h, hs = h0, []
+    for t in range(n):
+        if cut is not None and t == cut:
+            h = theta.gradient.disconnected_grad(h)
+        h = T.tanh(x[t] + T.dot(h, W))
+        hs.append(h)
+    return T.stack(hs)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_truncated_backpropagation_through_time(k):
+    X, Wv, h0v = rng.standard_normal((6, 3)), rng.standard_normal((3, 3)) * 0.5, rng.standard_normal(3)
+    x, W, h0 = T.dmatrix("x"), T.dmatrix("W"), T.dvector("h0")
+    H, _ = theta.scan(lambda xt, h, W: T.tanh(xt + T.dot(h, W)), sequences=x, outputs_info=h0, non_sequences=W,
+                      truncate_gradient=k)
+    cost = H[-1].sum()
+    got = theta.function([x, W, h0], theta.grad(cost, [x, W, h0]))(X, Wv, h0v)
+    ref_cost = unrolled_rnn(x, W, h0, 6, cut=6 - k if k < 6 else None)[-1].sum()
+    want = theta.function([x, W, h0], theta.grad(ref_cost, [x, W, h0], disconnected_inputs="ignore"))(X, Wv, h0v)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_until_stops_the_loop_and_the_gradient_follows_the_steps_run():
+    x = T.dvector("x")
+    total, _ = theta.scan(lambda v, acc: (acc + v * v, theta.scan_module.until(acc + v * v > 3.0)),
+                          sequences=x, outputs_info=T.constant(0.0, dtype="float64"))
+    X = np.array([1.0, 0.5, 1.5, 2.0, 4.0])
+    got = theta.function([x], total)(X)
+    np.testing.assert_allclose(got, np.cumsum(X * X)[:3])   # 1, 1.25, 3.5: stops after the third step
+    g = theta.function([x], theta.grad(total[-1], x))(X)
+    np.testing.assert_allclose(g, [2.0, 1.0, 3.0, 0.0, 0.0])
+
+
+def test_errors_name_the_step_function():
+    h = T.dvector("h")
+
+    def my_step(hp):
+        return T.outer(hp, hp)
+
+    with pytest.raises(ShapeError, match=r"my_step at .*test_scan.py:\d+"):
+        theta.scan(my_step, outputs_info=h, n_steps=3)
+    with pytest.raises(GraphError, match="until needs a scalar condition"):
+        theta.scan(lambda hp: (hp * 2, theta.scan_module.until(hp > 0)), outputs_info=h, n_steps=3)
+    with pytest.raises(GraphError, match="n_steps must be a non-negative integer"):
+        theta.scan(lambda hp: hp * 2, outputs_info=h, n_steps=2.5)

@@ -44,6 +44,7 @@ _LAZY = {
     "reduce": ("theta.compiler.scan", "reduce"),
     "foldl": ("theta.compiler.scan", "foldl"),
     "foldr": ("theta.compiler.scan", "foldr"),
+    "scan_module": ("theta.compiler", "scan"),   # Theano's theano.scan_module.until
 }
 _SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models")
 

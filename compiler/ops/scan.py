@@ -38,12 +38,14 @@ class Scan(Op):
     go_backwards: bool = False
     index: int = 0           # which output this node is
     name: str = "scan"
+    until: bool = False      # the last inner output is a condition: stop after the step where it holds
+    truncate: int = -1       # backpropagate through the last ``truncate`` steps only (-1: all)
     family = "scan"
 
     # Equality by the step graph's identity and the parameters (Variables hash by identity).
     def _key(self) -> tuple:
         return (self.inner_inputs, self.inner_outputs, self.n_seqs, self.n_states, self.go_backwards,
-                self.index)
+                self.index, self.until, self.truncate)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Scan) and self._key() == other._key()
@@ -70,12 +72,15 @@ class Scan(Op):
             want = inner.ndim + 1 if k < self.n_seqs else inner.ndim
             if outer.ndim != want or outer.dtype != inner.dtype:
                 raise ShapeError(f"{self.name}: {describe(outer)} does not fit the step's input {describe(inner)}")
-        steps = int(n_steps.data) if n_steps.is_constant else None
+        steps = int(n_steps.data) if n_steps.is_constant and not self.until else None
         out = self.inner_outputs[self.index]
         return TensorType(out.dtype, (steps,) + tuple(out.type.shape))
 
     def perform(self, n_steps, *values):
-        outs = run_loop(self, int(n_steps), values)
+        n = np.asarray(n_steps)
+        if n.ndim or int(n) != n:
+            raise GraphError(f"{self.name}: n_steps must be an integer, got {n_steps!r}")
+        outs = run_loop(self, int(n), values)
         return outs[self.index]
 
     def grad(self, inputs, output, gout):
@@ -94,16 +99,19 @@ def run_loop(op: Scan, n_steps: int, values) -> list[np.ndarray]:
         if len(s) < n_steps:
             raise ShapeError(f"{op.name}: a sequence of length {len(s)} is shorter than the {n_steps} steps")
     order = [n for n in toposort(op.inner_outputs) if not n.is_leaf]
-    stacked: list[list] = [[] for _ in op.inner_outputs]
+    outputs = op.inner_outputs[:-1] if op.until else op.inner_outputs
+    stacked: list[list] = [[] for _ in outputs]
     for step in range(n_steps):
         t = n_steps - 1 - step if op.go_backwards else step
         env = {id(p): v for p, v in zip(op.inner_inputs, [s[t] for s in seqs] + states + list(nonseqs))}
         results = _interpret(order, op.inner_outputs, env)
-        for k, r in enumerate(results):
-            stacked[k].append(r)
+        for k in range(len(outputs)):
+            stacked[k].append(results[k])
         states = [np.asarray(r, dtype=o.dtype) for r, o in zip(results[:op.n_states], op.inner_outputs)]
+        if op.until and bool(np.asarray(results[-1])):
+            break
     outs = []
-    for k, o in enumerate(op.inner_outputs):
+    for k, o in enumerate(outputs):
         if stacked[k]:
             outs.append(np.stack([np.asarray(r, dtype=o.dtype) for r in stacked[k]]))
         else:
