@@ -75,6 +75,7 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
             g = Group(fam, main=v)
         groups.append(g)
         group_of[id(v)] = g
+    _one_group_per_loop(groups, group_of)
 
     users = clients(order)
     # results the caller reads: the outputs, and what output views read
@@ -203,6 +204,23 @@ MAX_KERNEL_POINTERS = 480
 # Ops whose kernels can apply elementwise code to their results before writing them.
 EPILOGUE_HOSTS = (Reduce, Dot, BatchedDot, Softmax, LogSoftmax, SoftmaxGrad, CrossentropySoftmaxInt,
                   CrossentropySoftmaxIntGrad)
+
+
+def _one_group_per_loop(groups: list, group_of: dict) -> None:
+    """The output nodes of one scan (one node per output, same loop) run as one loop: the first
+    node's group takes the others into its body."""
+    first: dict = {}
+    for g in list(groups):
+        if g.family != "scan":
+            continue
+        key = (g.main.op.at(0), g.main.inputs)
+        if key not in first:
+            first[key] = g
+            continue
+        keep = first[key]
+        keep.body.append(g.main)
+        group_of[id(g.main)] = keep
+        groups.remove(g)
 
 
 def _merged(p: Group, c: Group, kind: str, order: list) -> tuple:

@@ -18,7 +18,7 @@ from .fuse import fuse
 from .graph import Variable, toposort
 from .layout import layouts
 from .lowering import lower_group
-from .program import IOSpec, Kernel, OutputSpec, Program
+from .program import IOSpec, Kernel, Loop, OutputSpec, Program
 from .schedule import plan_buffers, ref_of
 
 
@@ -35,12 +35,89 @@ def _unique_names(leaves: Sequence[Variable]) -> list[str]:
 
 
 def _check_lowerable(outputs: Sequence[Variable]) -> None:
-    """Ops the kernel backends cannot run yet are refused here, by name, before any stage."""
+    """Loops the kernel backends cannot run (yet) are refused here, by name, before any stage:
+    a scan needs its length when it is compiled (the function is specialized on it)."""
     from .errors import BackendError, describe
     for node in toposort(outputs):
         if node.op is not None and node.op.family == "scan":
-            raise BackendError(f"the kernel backends cannot run {node.op} ({describe(node)}) yet: scans run "
-                               "on backend='reference' for now")
+            if node.op.until:
+                raise BackendError(f"{node.op} ({describe(node)}) stops on a condition (until): its length "
+                                   "depends on the data, which only backend='reference' runs for now")
+            if not node.type.is_concrete:
+                raise BackendError(f"{node.op} ({describe(node)}) has a length or step shapes unknown when the "
+                                   "function is compiled: the kernel backends cannot run it")
+
+
+def _contiguous(shape, strides) -> bool:
+    acc = 1
+    for d, s in zip(reversed(tuple(shape)), reversed(tuple(strides))):
+        if d != 1 and s != acc:
+            return False
+        acc *= d
+    return True
+
+
+def _dense_loop_inputs(outputs: list) -> list:
+    """A loop binds its step to rows of its inputs: a value it reads through a view that is not
+    row-contiguous (a broadcast initial state, a transposed sequence) is copied first."""
+    from .ops import scalar as S
+    from .ops.elemwise import Elemwise
+    lays = layouts(outputs)
+    memo: dict = {}
+    changed = False
+    for node in toposort(outputs):   # one pass in order, so loops feeding loops see the copies
+        if node.is_leaf:
+            memo[id(node)] = node
+            continue
+        new = [memo[id(i)] for i in node.inputs]
+        if node.op.family == "scan":
+            for k, v in enumerate(node.inputs[1:], 1):
+                lay = lays[id(v)]
+                rows = k - 1 < node.op.n_seqs
+                shape, strides = (lay.shape[1:], lay.strides[1:]) if rows else (lay.shape, lay.strides)
+                if not v.is_leaf and not _contiguous(shape, strides):
+                    new[k] = Elemwise(S.symbols(1)[0], v.dtype, 1, "copy")(new[k])
+        if any(a is not b for a, b in zip(new, node.inputs)):
+            memo[id(node)] = node.op.rebuild(new, None)
+            changed = True
+        else:
+            memo[id(node)] = node
+    return [memo[id(o)] for o in outputs] if changed else outputs
+
+
+def _lower_loop(g, plan, lays) -> Loop:
+    """The Loop of a scan group: its step compiled as a Program of its own, its bindings to the
+    outer buffers (rows of sequences and stacked outputs)."""
+    from .errors import BackendError, describe
+    from .layout import c_strides
+    op, inputs = g.main.op, g.main.inputs
+    n_seqs, n_states = op.n_seqs, op.n_states
+    outer = inputs[1:]
+    from .rewrite import optimize
+    step = build_program(optimize(list(op.inner_outputs), "fast_run"), list(op.inner_inputs), [])
+
+    def dense(v: Variable, rows: bool):
+        lay = lays[id(v)]
+        inner = tuple(lay.shape[1:]) if rows else tuple(lay.shape)
+        strides = tuple(lay.strides[1:]) if rows else tuple(lay.strides)
+        if not _contiguous(inner, strides):   # _dense_loop_inputs copied these: a theta bug
+            raise BackendError(f"{op}: {describe(v)} is read through a strided view the loop cannot bind a "
+                               "step to (rows must be contiguous)")
+        return ref_of(lay, plan), (lay.strides[0] if rows else 0)
+
+    seqs = [dense(v, True) for v in outer[:n_seqs]]
+    initial = [dense(v, False)[0] for v in outer[n_seqs:n_seqs + n_states]]
+    nonseqs = [dense(v, False)[0] for v in outer[n_seqs + n_states:]]
+    by_index = {n.op.index: n for n in g.nodes}
+    outputs = []
+    for k, o in enumerate(op.inner_outputs):
+        node = by_index.get(k)
+        row = int(np.prod(o.type.shape)) if o.type.shape else 1
+        if node is not None and id(lays[id(node)].base) in plan.buffer_of:
+            outputs.append((ref_of(lays[id(node)], plan), row))
+        else:
+            outputs.append((None, row))   # not read outside: the executor gives it scratch rows
+    return Loop(step, int(inputs[0].data), op.go_backwards, seqs, initial, nonseqs, outputs, n_states)
 
 
 def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scalars: Sequence[Variable],
@@ -48,13 +125,22 @@ def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scala
     """Lower a specialized, rewritten graph to a Program: fuse -> plan buffers -> lower groups."""
     outputs = list(outputs)
     _check_lowerable(outputs)
+    outputs = _dense_loop_inputs(outputs)
     lays = layouts(outputs)
     groups = fuse(outputs, lays)
     plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs, n_updates, update_targets)
     kernels: list[Kernel] = []
+    loops: list[Loop] = []
+    schedule: list = []
     for g in groups:
+        if g.family == "scan":
+            schedule.append(("loop", len(loops)))
+            loops.append(_lower_loop(g, plan, lays))
+            continue
         # status code k+1 names kernel k (the group's first) when a kernel reports bad input
-        kernels += lower_group(g, f"theta_k{len(kernels)}_{g.family}", plan, lays, code=len(kernels) + 1)
+        new = lower_group(g, f"theta_k{len(kernels)}_{g.family}", plan, lays, code=len(kernels) + 1)
+        schedule += [("kernel", len(kernels) + i) for i in range(len(new))]
+        kernels += new
     consts = [v for v in toposort(outputs) if v.is_constant]
     out_specs = []
     for o in outputs:
@@ -63,4 +149,5 @@ def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scala
     return Program(kernels, plan.buffers, plan.arena_bytes, plan.naive_bytes,
                    [IOSpec(name, v.dtype, v.type.shape) for name, v in zip(_unique_names(leaves), leaves)],
                    [v.name or f"scalar{k}" for k, v in enumerate(scalars)], out_specs,
-                   [np.asarray(c.data) for c in consts], n_updates, list(update_targets))
+                   [np.asarray(c.data) for c in consts], n_updates, list(update_targets),
+                   loops=loops, schedule=schedule if loops else [])

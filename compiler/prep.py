@@ -30,6 +30,7 @@ import numpy as np
 from .errors import GraphError
 from .graph import Variable, constant, rebuild, toposort
 from .ops.args import Arg, Slice
+from .ops.scan import Scan
 from .ops.shape import Alloc, Arange, Reshape
 from .specialize import DynamicPlan, Level2Context
 
@@ -44,6 +45,8 @@ def _size_inputs(node: Variable) -> list[Variable]:
         return [v for v in node.inputs if not v.is_constant]
     if isinstance(node.op, (Reshape, Alloc)):
         return [v for v in node.inputs[1:] if not v.is_constant]
+    if isinstance(node.op, Scan):   # its n_steps
+        return [v for v in node.inputs[:1] if not v.is_constant]
     return []
 
 

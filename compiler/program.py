@@ -106,6 +106,24 @@ class OutputSpec:
 
 
 @dataclasses.dataclass
+class Loop:
+    """A scan: ``step`` (a Program of its own, compiled once) run ``n_steps`` times. Its leaves
+    are bound per step to rows of outer buffers: sequence rows (``seqs``: the ref of row 0 and
+    the row stride in elements, negative when read backwards), each state's previous value
+    (the initial value at step 0, then the previous row of that state's stacked output), the
+    non-sequences; its outputs are written into row t of the stacked outputs (``outputs``:
+    ref, or None where the outer graph does not read that output, and the row stride)."""
+    step: "Program"
+    n_steps: int
+    go_backwards: bool
+    seqs: list          # [(Ref, row stride)]
+    initial: list       # [Ref]
+    nonseqs: list       # [Ref]
+    outputs: list       # [(Ref | None, row stride)] per step output
+    n_states: int
+
+
+@dataclasses.dataclass
 class Program:
     kernels: list[Kernel]
     buffers: list[Buffer]
@@ -119,6 +137,9 @@ class Program:
     update_targets: list = dataclasses.field(default_factory=list)  # leaf index each update writes
     # name -> bytes saved with the program (see the module docstring); not used to compile
     artifacts: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    loops: list = dataclasses.field(default_factory=list)      # Loop entries (scans)
+    # the launch order: ("kernel", i) and ("loop", j); empty: the kernels in order
+    schedule: list = dataclasses.field(default_factory=list)
 
     @property
     def n_kernels(self) -> int:
@@ -135,6 +156,9 @@ class Program:
         """Write the program (and ``extra_files``, name -> bytes, checksummed with it) to the
         directory ``path``, atomically; see the module docstring for the layout."""
         from . import manifest, savedir
+        if self.loops:
+            raise ArtifactError(f"saving {path}: this program runs loops (scans), which saved programs do not "
+                                "hold yet")
         files: dict[str, bytes] = {}
 
         def add(name: str, data: bytes) -> None:

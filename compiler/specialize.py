@@ -21,6 +21,7 @@ from .errors import GraphError, IndexingError, describe
 from .graph import Variable, constant, rebuild, toposort
 from .ops.args import Arg, DSlice, Slice
 from .ops.index import IncSubtensor, Subtensor
+from .ops.scan import Scan
 from .ops.shape import Alloc, Arange, Reshape
 from .types import TensorType
 
@@ -43,7 +44,7 @@ def _index_ops(node: Variable) -> bool:
 
 
 def _static_ops(node: Variable) -> bool:
-    return isinstance(node.op, (Reshape, Alloc, Arange))
+    return isinstance(node.op, (Reshape, Alloc, Arange, Scan))
 
 
 class DynamicPlan:
@@ -62,7 +63,8 @@ class DynamicPlan:
                     scalars[id(node.inputs[k])] = node.inputs[k]
             elif _static_ops(node) and len(node.inputs) > (0 if isinstance(node.op, Arange) else 1):
                 first = 0 if isinstance(node.op, Arange) else 1
-                for v in node.inputs[first:]:
+                sizes = node.inputs[:1] if isinstance(node.op, Scan) else node.inputs[first:]   # a scan's n_steps
+                for v in sizes:
                     if not v.is_constant:
                         scalars[id(v)] = v
                         self.static_vars.append(v)

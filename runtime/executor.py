@@ -35,8 +35,11 @@ from .device import Device, DeviceArray
 
 
 class Executor:
-    def __init__(self, program: Program, device: Device) -> None:
+    def __init__(self, program: Program, device: Device, relocatable: bool = False) -> None:
+        """``relocatable``: a loop's step, whose outputs are written where ``issue_step`` says
+        (rows of the outer stacked outputs) instead of into buffers of its own."""
         self.program, self.device = program, device
+        self.relocatable = relocatable
         self.n_outputs = len(program.outputs) - program.n_updates
         self._item = [np.dtype(b.dtype).itemsize for b in program.buffers]
         self._leaf_buffer = {b.slot: b.index for b in program.buffers if b.kind in ("input", "shared")}
@@ -50,9 +53,18 @@ class Executor:
         status_ptr = self._status.ptr if self._status is not None else 0
         self._launches = [self._plan_launch(k, h, status_ptr) for k, h in zip(program.kernels, self.handles)]
         self._copies = self._plan_update_copies()
+        from .loop import LoopRunner
+        with device.lock:
+            self._loops = [LoopRunner(loop, program, device) for loop in program.loops]
+        self._order = ([("kernel", self._launches[i]) if kind == "kernel" else ("loop", self._loops[i])
+                        for kind, i in program.schedule] or [("kernel", plan) for plan in self._launches])
+        self._placed = self._plan_relocation() if relocatable else {}
         # leaves nothing reads (an index only the minibatch start was computed from) are not bound
         read = {b.ref.buffer for k in program.kernels for b in k.bindings if b.kind == "ptr"}
         read |= {o.ref.buffer for o in program.outputs}
+        for loop in program.loops:
+            refs = [r for r, _ in loop.seqs] + loop.initial + loop.nonseqs + [r for r, _ in loop.outputs if r]
+            read |= {r.buffer for r in refs}
         self._bound = [slot for slot, buf in sorted(self._leaf_buffer.items())
                        if buf in read or slot in program.update_targets]
 
@@ -74,6 +86,8 @@ class Executor:
                 fixed.append(consts[buf.slot].ptr)
             elif buf.kind == "temp" and arena is not None:
                 fixed.append(int(arena) + buf.arena_offset)
+            elif buf.kind == "output" and self.relocatable:
+                fixed.append(None)   # a step's output: a row of the outer stacked output, per step
             else:   # an output (read back after the step), or a temporary of its own
                 block = dev.alloc(max(buf.nbytes, 1))
                 self._memory.append(block)
@@ -149,28 +163,15 @@ class Executor:
             for slot in self._bound:
                 private = with_updates and slot in prog.update_targets   # never the caller's array
                 base[self._leaf_buffer[slot]] = self._bind_leaf(slot, leaves[slot], keep, private)
-            if self._status is not None:
-                self._status.reset()
+            self.reset_status()
             try:
-                for handle, args, patches in self._launches:
-                    if patches:
-                        args = list(args)
-                        for j, buf, offset, dyn in patches:
-                            if buf < 0:
-                                args[j] = scalars[offset]
-                                continue
-                            address = base[buf] + offset
-                            for slot, unit in dyn:
-                                address += scalars[slot] * unit
-                            args[j] = address
-                    dev.launch(handle, args)
+                self._issue(base, scalars)
             except BaseException:
                 self._mark_written(leaves)   # kernels may have updated state in place before failing
                 raise
             finally:
                 dev.synchronize()   # nothing in flight may read `keep` or be left half-done
-            if self._status is not None:
-                raise_status(prog, self._status.read())   # before any update shows
+            self.check_status()   # before any update shows
             outs = [self._output(spec, base, scalars, outputs_on_device) for spec in prog.outputs[:self.n_outputs]]
             self._apply_updates(base, scalars, leaves)
             if self._copies or outputs_on_device:
@@ -183,6 +184,82 @@ class Executor:
                         dev.download(host, base[self._leaf_buffer[target]])
                     outs.append(host)
         return outs
+
+    def _issue(self, base: list, scalars: list) -> None:
+        """Queue the launches (and loops) in program order, patching what changes per call."""
+        dev = self.device
+        for kind, item in self._order:
+            if kind == "loop":
+                item.issue(self, base, scalars)
+                continue
+            handle, args, patches = item
+            if patches:
+                args = list(args)
+                for j, buf, offset, dyn in patches:
+                    if buf < 0:
+                        args[j] = scalars[offset]
+                        continue
+                    address = base[buf] + offset
+                    for slot, unit in dyn:
+                        address += scalars[slot] * unit
+                    args[j] = address
+            dev.launch(handle, args)
+
+    def reset_status(self) -> None:
+        if self._status is not None:
+            self._status.reset()
+
+    def check_status(self) -> None:
+        """Raise what a kernel reported (after the launches completed), nested loops included."""
+        if self._status is not None:
+            raise_status(self.program, self._status.read())
+        for loop in self._loops:
+            loop.check_status()
+
+    # -- a loop's step --------------------------------------------------------------------------
+    def _plan_relocation(self) -> dict:
+        """output index -> its buffer, for the outputs a step writes straight into the outer row
+        (the first dense output of each buffer); the others are copied there after the step."""
+        placed, taken = {}, set()
+        for k, spec in enumerate(self.program.outputs):
+            buf = self.program.buffers[spec.ref.buffer]
+            if buf.kind == "output" and spec.ref.offset == 0 and not spec.ref.dyn and buf.index not in taken \
+                    and tuple(spec.strides) == _c_strides(spec.shape):
+                placed[k] = buf.index
+                taken.add(buf.index)
+        return placed
+
+    def issue_step(self, leaf_addresses: Sequence[int], output_addresses: Sequence[int]) -> None:
+        """Queue one step of a loop: leaves and outputs at the given device addresses."""
+        base = list(self._fixed)
+        for slot, address in enumerate(leaf_addresses):
+            base[self._leaf_buffer[slot]] = address
+        for k, buf in self._placed.items():
+            base[buf] = output_addresses[k]
+        for buf, value in enumerate(base):   # an output another output's copy reads (rare): a fixed home
+            if value is None:
+                base[buf] = self._home(buf)
+        self._issue(base, [])
+        for k, spec in enumerate(self.program.outputs):
+            if k in self._placed:
+                continue
+            nbytes = math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+            address = self._address(spec.ref, base, [])
+            if not nbytes or address == output_addresses[k]:
+                continue
+            if tuple(spec.strides) == _c_strides(spec.shape):
+                self.device.copy(output_addresses[k], address, nbytes)
+            else:
+                self.device.upload(output_addresses[k], self._strided(spec, address))
+
+    def _home(self, buf: int) -> int:
+        homes = self.__dict__.setdefault("_homes", {})
+        if buf not in homes:
+            homes[buf] = self.device.alloc(max(self.program.buffers[buf].nbytes, 1))
+        return int(homes[buf])
+
+    def address(self, ref, base: list, scalars: list) -> int:
+        return self._address(ref, base, scalars)
 
     def _bind_leaf(self, slot: int, value, keep: list, private: bool = False) -> int:
         """The address the kernels use for leaf ``slot``; ``private``: a copy of the caller's

@@ -1,5 +1,6 @@
-"""theta.scan on the reference backend: values against NumPy loops, gradients (backpropagation
-through time, itself a scan) against finite differences, Theano's shorthands, and bad input."""
+"""theta.scan on the reference and emu backends: values against NumPy loops, gradients
+(backpropagation through time, itself a scan) against finite differences, Theano's
+shorthands, the step's kernels built once for every length, and bad input."""
 import numpy as np
 import pytest
 
@@ -9,6 +10,13 @@ from theta.errors import BackendError, GraphError, ShapeError
 from theta.gradient import verify_grad
 
 rng = np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True, params=["reference", "emu"])
+def backend(request):
+    """Every test runs with each backend as theta.config.backend (restored by conftest)."""
+    theta.config.backend = request.param
+    return request.param
 
 
 def rnn_numpy(X, W, h0, backwards=False):
@@ -111,9 +119,10 @@ def test_bad_input_is_a_typed_error():
         theta.scan(lambda hp: hp * 2, outputs_info=h, n_steps=-1)
     with pytest.raises(GraphError, match="n_steps is needed"):
         theta.scan(lambda hp: hp * 2, outputs_info=h)
-    H, _ = theta.scan(lambda xt, hp: xt + hp, sequences=x, outputs_info=h)
-    f = theta.function([x, h], H, backend="emu")
-    with pytest.raises(BackendError, match="scan.*backend='reference'"):
+    until_scan, _ = theta.scan(lambda xt, hp: (xt + hp, theta.scan_module.until(hp.sum() > 1)), sequences=x,
+                               outputs_info=h)
+    f = theta.function([x, h], until_scan, backend="emu")
+    with pytest.raises(BackendError, match="until.*backend='reference'"):
         f(np.ones((2, 3)), np.ones(3))
 
 
@@ -219,7 +228,9 @@ def test_truncated_backpropagation_through_time(k):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
-def test_until_stops_the_loop_and_the_gradient_follows_the_steps_run():
+def test_until_stops_the_loop_and_the_gradient_follows_the_steps_run(backend):
+    if backend != "reference":
+        pytest.skip("a loop whose length depends on the data runs on the reference backend only")
     x = T.dvector("x")
     total, _ = theta.scan(lambda v, acc: (acc + v * v, theta.scan_module.until(acc + v * v > 3.0)),
                           sequences=x, outputs_info=T.constant(0.0, dtype="float64"))
@@ -242,3 +253,35 @@ def test_errors_name_the_step_function():
         theta.scan(lambda hp: (hp * 2, theta.scan_module.until(hp > 0)), outputs_info=h, n_steps=3)
     with pytest.raises(GraphError, match="n_steps must be a non-negative integer"):
         theta.scan(lambda hp: hp * 2, outputs_info=h, n_steps=2.5)
+
+
+def test_new_lengths_reuse_the_steps_built_kernels(backend):
+    if backend != "emu":
+        pytest.skip("kernels are built for the kernel backends")
+    from theta.runtime.cache import default_cache
+    W = theta.shared(rng.standard_normal((4, 4)) * 0.3, name="W")
+    x = T.dmatrix("x")
+    H, _ = theta.scan(lambda xt, hp: T.tanh(xt + T.dot(hp, W)), sequences=x,
+                      outputs_info=T.zeros((4,), "float64"))
+    f = theta.function([x], H[-1])
+    cache = default_cache()
+    f(rng.standard_normal((10, 4)))
+    step = f.program.loops[0].step
+    built = []
+    for n in (11, 12):
+        before = cache.misses
+        f(rng.standard_normal((n, 4)))
+        assert f.program.loops[0].n_steps == n
+        assert [k.source for k in f.program.loops[0].step.kernels] == [k.source for k in step.kernels]
+        built.append(cache.misses - before)
+    # each new length builds its outer program at most (one module), never the step's again
+    assert all(b <= 1 for b in built), built
+
+
+def test_the_lstm_follows_the_same_trajectory_on_emu_and_reference(backend):
+    if backend != "emu":
+        pytest.skip("one comparison")
+    on_emu = lstm_adding_problem(steps=8)
+    theta.config.backend = "reference"
+    on_reference = lstm_adding_problem(steps=8)
+    np.testing.assert_allclose(on_emu, on_reference, rtol=1e-9)

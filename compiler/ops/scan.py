@@ -76,6 +76,26 @@ class Scan(Op):
         out = self.inner_outputs[self.index]
         return TensorType(out.dtype, (steps,) + tuple(out.type.shape))
 
+    def rebuild(self, inputs, ctx) -> Variable:
+        """Re-apply on new outer inputs; where their shapes are more concrete than the step's
+        placeholders (a specialization), the step graph is specialized too, once per loop and
+        input types (so the nodes of one loop's outputs stay one loop)."""
+        shapes = [tuple(v.type.shape[1:]) if k < self.n_seqs else tuple(v.type.shape)
+                  for k, v in enumerate(inputs[1:])]
+        if all(tuple(p.type.shape) == s for p, s in zip(self.inner_inputs, shapes)):
+            return self(*inputs)
+        key = (self.at(0), tuple(shapes))
+        base = _specialized.get(key)
+        if base is None:
+            from ..graph import rebuild
+            placeholders = [Variable(TensorType(p.dtype, s), name=p.name) for p, s in zip(self.inner_inputs, shapes)]
+            outs = rebuild(list(self.inner_outputs), dict(zip(self.inner_inputs, placeholders)))
+            base = dataclasses.replace(self.at(0), inner_inputs=tuple(placeholders), inner_outputs=tuple(outs))
+            if len(_specialized) > 512:
+                _specialized.clear()
+            _specialized[key] = base
+        return base.at(self.index)(*inputs)
+
     def perform(self, n_steps, *values):
         n = np.asarray(n_steps)
         if n.ndim or int(n) != n:
@@ -86,6 +106,10 @@ class Scan(Op):
     def grad(self, inputs, output, gout):
         from ..scan_grad import scan_vjp
         return scan_vjp(self, list(inputs), gout)
+
+
+# (loop, step input shapes) -> the loop with its step graph specialized to them
+_specialized: dict = {}
 
 
 def run_loop(op: Scan, n_steps: int, values) -> list[np.ndarray]:
