@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import ArtifactError
-from .program import Binding, Buffer, IOSpec, Kernel, OutputSpec, Param, Program, Ref
+from .program import Binding, Buffer, IOSpec, Kernel, Loop, OutputSpec, Param, Program, Ref
 from .savedir import check_name
 
 MANIFEST = "manifest.json"
@@ -24,8 +24,10 @@ _IDENT_RE = re.compile(r"[A-Za-z_]\w{0,199}")
 _BUFFER_KINDS = ("input", "shared", "const", "output", "temp")
 
 
-def encode(program: Program, kernel_files: list[str], artifact_files: list[str]) -> dict:
-    return {
+def encode(program: Program, kernel_files: list[str], artifact_files: list[str], constants_file: str,
+           steps: list) -> dict:
+    """The manifest entry of ``program``; ``steps``: the entries of its loops' step programs."""
+    doc = {
         "format": FORMAT, "version": VERSION,
         "kernels": [{"name": k.name, "family": k.family, "file": f,
                      "params": [[p.name, p.ctype] for p in k.params],
@@ -41,7 +43,18 @@ def encode(program: Program, kernel_files: list[str], artifact_files: list[str])
         "n_constants": len(program.constants),
         "n_updates": program.n_updates, "update_targets": list(program.update_targets),
         "artifacts": artifact_files,
+        "constants": constants_file,
     }
+    if program.loops:
+        doc["loops"] = [{"step": step, "n_steps": loop.n_steps, "go_backwards": loop.go_backwards,
+                         "seqs": [[_ref_json(r), s] for r, s in loop.seqs],
+                         "initial": [_ref_json(r) for r in loop.initial],
+                         "nonseqs": [_ref_json(r) for r in loop.nonseqs],
+                         "outputs": [[_ref_json(r) if r is not None else None, row] for r, row in loop.outputs],
+                         "n_states": loop.n_states}
+                        for loop, step in zip(program.loops, steps)]
+        doc["schedule"] = [[kind, i] for kind, i in program.schedule]
+    return doc
 
 
 def _ref_json(r: Ref) -> dict:
@@ -100,9 +113,11 @@ class _Reader:
         return tuple(self.items(v, field, lambda x, f: self.integer(x, f, lo)))
 
 
-def decode(doc: Any, files: dict[str, bytes], where: str) -> tuple[dict, list[str], list[str]]:
+def decode(doc: Any, files: dict[str, bytes], where: str,
+           decode_step: Callable | None = None) -> tuple[dict, list[str], list[str], str]:
     """Check the manifest ``doc`` and return (fields for Program minus kernels' sources and
-    constants, kernel file names, artifact file names). ``files`` are the checksummed files."""
+    constants, kernel file names, artifact file names, the constants' file name). ``files``
+    are the checksummed files; ``decode_step(doc, files, where)`` makes a loop's step Program."""
     r = _Reader(where)
     if not isinstance(doc, dict):
         raise r.fail("the manifest", "a JSON object")
@@ -195,8 +210,40 @@ def decode(doc: Any, files: dict[str, bytes], where: str) -> tuple[dict, list[st
     if targets and len(targets) != n_updates:
         raise r.fail("update_targets", f"a list of n_updates ({n_updates}) leaf indices")
     artifacts = r.items(r.get(doc, "artifacts", ""), "artifacts", listed)
+    constants = listed(doc.get("constants", "constants.npz"), "constants")
+
+    def loop(v: Any, f: str) -> Loop:
+        if decode_step is None:
+            raise r.fail(f, "no loop")
+        step = decode_step(r.get(v, "step", f), files, f"{where} ({f}.step)")
+        seqs = r.items(r.get(v, "seqs", f), f + ".seqs",
+                       lambda p, g: (ref(r.seq(p, g, 2)[0], g + "[0]"), r.integer(p[1], g + "[1]")))
+        initial = r.items(r.get(v, "initial", f), f + ".initial", ref)
+        nonseqs = r.items(r.get(v, "nonseqs", f), f + ".nonseqs", ref)
+        outs = r.items(r.get(v, "outputs", f), f + ".outputs",
+                       lambda p, g: (None if r.seq(p, g, 2)[0] is None else ref(p[0], g + "[0]"),
+                                     r.integer(p[1], g + "[1]", 0)))
+        n_states = r.integer(r.get(v, "n_states", f), f + ".n_states", 0, len(outs) + 1)
+        if len(seqs) + len(initial) + len(nonseqs) != len(step.leaves) or len(initial) != n_states \
+                or len(outs) != len(step.outputs):
+            raise r.fail(f, "bindings for each of its step's leaves and outputs")
+        backwards = r.get(v, "go_backwards", f)
+        if not isinstance(backwards, bool):
+            raise r.fail(f + ".go_backwards", "true or false")
+        return Loop(step, r.integer(r.get(v, "n_steps", f), f + ".n_steps", 0), backwards, seqs, initial, nonseqs,
+                    outs, n_states)
+
+    loops = r.items(doc.get("loops", []), "loops", loop)
+    schedule = r.items(doc.get("schedule", []), "schedule", lambda v, f: (
+        r.seq(v, f, 2)[0], r.integer(v[1], f + "[1]", 0, len(loops) if v[0] == "loop" else len(kernels))))
+    if any(kind not in ("kernel", "loop") for kind, _ in schedule) or (
+            schedule and sorted(schedule) != sorted([("kernel", i) for i in range(len(kernels))]
+                                                   + [("loop", j) for j in range(len(loops))])):
+        raise r.fail("schedule", "every kernel and loop once")
+    if loops and not schedule:
+        raise r.fail("schedule", "the order of the kernels and loops")
     fields = dict(kernels=kernels, buffers=buffers, arena_bytes=arena,
                   naive_bytes=r.integer(r.get(doc, "naive_bytes", ""), "naive_bytes", 0), leaves=leaves,
                   scalars=scalars, outputs=outputs, n_constants=n_constants, n_updates=n_updates,
-                  update_targets=targets)
-    return fields, kernel_files, artifacts
+                  update_targets=targets, loops=loops, schedule=list(schedule))
+    return fields, kernel_files, artifacts, constants

@@ -156,30 +156,36 @@ class Program:
         """Write the program (and ``extra_files``, name -> bytes, checksummed with it) to the
         directory ``path``, atomically; see the module docstring for the layout."""
         from . import manifest, savedir
-        if self.loops:
-            raise ArtifactError(f"saving {path}: this program runs loops (scans), which saved programs do not "
-                                "hold yet")
         files: dict[str, bytes] = {}
 
         def add(name: str, data: bytes) -> None:
             savedir.check_name(name, f"saving {path}")
-            if name in files or name in (manifest.MANIFEST, CONSTANTS):
+            if name in files or name == manifest.MANIFEST:
                 raise ValueError(f"saving {path}: two files named {name!r}")
             files[name] = data
 
-        kernel_files = [f"{k.name}.cu" for k in self.kernels]
-        for k, fname in zip(self.kernels, kernel_files):
-            add(fname, k.source.encode())
-        for name, data in sorted(self.artifacts.items()):
-            add(name, bytes(data))
+        doc = self._encode("", add)
         for name, data in (extra_files or {}).items():
             add(name, bytes(data))
-        buf = io.BytesIO()
-        np.savez(buf, **{f"c{i}": c for i, c in enumerate(self.constants)})
-        files[CONSTANTS] = buf.getvalue()
-        doc = manifest.encode(self, kernel_files, sorted(self.artifacts))
         files[manifest.MANIFEST] = json.dumps(doc, indent=1).encode()
         return savedir.write(path, files)
+
+    def _encode(self, prefix: str, add) -> dict:
+        """This program's manifest entry, its files handed to ``add`` under ``prefix`` (a loop's
+        step is a program of its own: "loop0." and so on, nested)."""
+        from . import manifest
+        kernel_files = [f"{prefix}{k.name}.cu" for k in self.kernels]
+        for k, fname in zip(self.kernels, kernel_files):
+            add(fname, k.source.encode())
+        artifact_files = []
+        for name, data in sorted(self.artifacts.items()):
+            add(prefix + name, bytes(data))
+            artifact_files.append(prefix + name)
+        buf = io.BytesIO()
+        np.savez(buf, **{f"c{i}": c for i, c in enumerate(self.constants)})
+        add(prefix + CONSTANTS, buf.getvalue())
+        steps = [loop.step._encode(f"{prefix}loop{j}.", add) for j, loop in enumerate(self.loops)]
+        return manifest.encode(self, kernel_files, artifact_files, prefix + CONSTANTS, steps)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Program":
@@ -199,23 +205,29 @@ class Program:
             doc = json.loads(files[manifest.MANIFEST].decode())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ArtifactError(f"{where}/{manifest.MANIFEST} is corrupt: {e}") from e
-        fields, kernel_files, artifact_files = manifest.decode(doc, files, where)
+        return cls._decode(doc, files, where)
+
+    @classmethod
+    def _decode(cls, doc, files: dict[str, bytes], where: str) -> "Program":
+        from . import manifest
+        fields, kernel_files, artifact_files, constants_file = manifest.decode(doc, files, where, cls._decode)
         try:
             sources = [files[f].decode() for f in kernel_files]
         except UnicodeDecodeError as e:
             raise ArtifactError(f"{where}: a kernel source is not UTF-8 text ({e})") from e
         n = fields.pop("n_constants")
         try:
-            with np.load(io.BytesIO(files[CONSTANTS]), allow_pickle=False) as npz:
+            with np.load(io.BytesIO(files[constants_file]), allow_pickle=False) as npz:
                 names = sorted(npz.files)
                 constants = [npz[f"c{i}"] for i in range(n)] if names == sorted(f"c{i}" for i in range(n)) else None
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:  # not an npz, pickled data
-            raise ArtifactError(f"{where}/{CONSTANTS} is corrupt: {e}") from e
+            raise ArtifactError(f"{where}/{constants_file} is corrupt: {e}") from e
         if constants is None:
-            raise ArtifactError(f"{where}/{CONSTANTS} holds {names}, the manifest wants {n} constants")
+            raise ArtifactError(f"{where}/{constants_file} holds {names}, the manifest wants {n} constants")
         kernels = [dataclasses.replace(k, source=s) for k, s in zip(fields.pop("kernels"), sources)]
-        return cls(kernels=kernels, constants=constants, artifacts={a: files[a] for a in artifact_files},
-                   **fields)
+        prefix = constants_file[:-len(CONSTANTS)]   # a loop's step: its artifacts under its prefix
+        return cls(kernels=kernels, constants=constants,
+                   artifacts={a[len(prefix):]: files[a] for a in artifact_files}, **fields)
 
 
 def raise_status(program: "Program", status: int) -> None:

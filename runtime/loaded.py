@@ -143,10 +143,16 @@ def save_function(path: str | os.PathLike, program: Program, state: dict[str, np
     function.json and state.npz, as one checksummed directory written atomically."""
     if artifacts:
         from .artifacts import build_artifacts
-        program = dataclasses.replace(program, artifacts=build_artifacts(program))
+        program = _with_artifacts(program, build_artifacts)
     meta = {"n_inputs": n_inputs, "single": single, "n_outputs": n_outputs, "name": name,
             "allow_input_downcast": allow_input_downcast}
     return program.save(path, extra_files={META: json.dumps(meta).encode(), STATE: _state_bytes(state)})
+
+
+def _with_artifacts(program: Program, build) -> Program:
+    """``program`` (and its loops' steps, recursively) with their artifacts built."""
+    loops = [dataclasses.replace(loop, step=_with_artifacts(loop.step, build)) for loop in program.loops]
+    return dataclasses.replace(program, artifacts=build(program), loops=loops)
 
 
 def _function_meta(meta: Any, program: Program, where: str) -> dict:

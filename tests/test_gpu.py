@@ -139,3 +139,12 @@ def test_a_training_step_allocates_nothing_after_its_first_call_and_downloads_on
     delta = {k: dev.stats[k] - before.get(k, 0) for k in dev.stats}
     assert delta.get("alloc", 0) == 0 and delta.get("upload", 0) == 0, delta
     assert delta.get("download", 0) == 2, delta   # the cost of each step
+
+
+def test_scan_rnn_and_its_gradient():
+    x, h0 = T.dmatrix("x"), T.dvector("h0")
+    W = theta.shared(rng.standard_normal((8, 8)) * 0.3, name="W")
+    H, _ = theta.scan(lambda xt, h: T.tanh(xt + T.dot(h, W)), sequences=x, outputs_info=h0)
+    cost = (H[-1] ** 2).sum() + H.sum()
+    want, got, _ = both([x, h0], [H] + theta.grad(cost, [x, h0, W]), [rng.standard_normal((12, 8)), rng.standard_normal(8)])
+    close(want, got, 1e-10)

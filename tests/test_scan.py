@@ -285,3 +285,30 @@ def test_the_lstm_follows_the_same_trajectory_on_emu_and_reference(backend):
     theta.config.backend = "reference"
     on_reference = lstm_adding_problem(steps=8)
     np.testing.assert_allclose(on_emu, on_reference, rtol=1e-9)
+
+
+def test_a_saved_training_step_with_a_loop_runs_after_loading(backend, tmp_path):
+    if backend != "emu":
+        pytest.skip("a saved Program holds kernels")
+    import json
+    from theta.errors import ArtifactError
+    W = theta.shared(rng.standard_normal((3, 3)) * 0.4, name="W")
+    x = T.dmatrix("x")
+    H, _ = theta.scan(lambda xt, h: T.tanh(xt + T.dot(h, W)), sequences=x, outputs_info=T.zeros((3,), "float64"))
+    cost = (H[-1] ** 2).sum()
+    f = theta.function([x], cost, updates=[(W, W - 0.1 * theta.grad(cost, W))])
+    X = rng.standard_normal((5, 3))
+    f(X)
+    f.save(tmp_path / "step")
+    g = theta.load(tmp_path / "step", backend="emu")
+    for _ in range(3):
+        assert float(g(X)) == pytest.approx(float(f(X)), rel=1e-12)
+    np.testing.assert_allclose(g.get_value("W"), W.get_value(), rtol=1e-12)
+    # the loops are in the checked manifest: a schedule that skips one is refused
+    doc = json.loads((tmp_path / "step" / "manifest.json").read_text())
+    assert doc["loops"] and doc["schedule"]
+    doc["schedule"] = doc["schedule"][:-1]
+    from theta.compiler import manifest
+    with pytest.raises(ArtifactError, match="schedule"):
+        manifest.decode(doc, {n.name: n.read_bytes() for n in (tmp_path / "step").iterdir()}, "step",
+                        theta.compiler.program.Program._decode)
