@@ -99,14 +99,38 @@ def run(backend):
     return run_
 
 
+def check_rop(fn, arrays, rng, eps: float = 1e-6) -> None:
+    """The R-op of ``fn`` (theta.gradient.Rop: the Jacobian times a direction) against a central
+    finite difference along a random direction, input by input (as verify_grad does), float64."""
+    from theta.gradient import Rop
+    xs = _symbols(arrays, static=False)
+    out = T.as_tensor_variable(fn(*xs))
+    if not out.dtype.startswith("float"):
+        return
+    f = theta.function(xs, out, on_unused_input="ignore")
+    for k, a in enumerate(arrays):
+        if a.dtype.kind != "f":
+            continue
+        v = T.tensor("float64", shape=(None,) * a.ndim, name="v")
+        d = rng.standard_normal(a.shape)
+        jvp = theta.function(xs + [v], Rop(out, xs[k], v), on_unused_input="ignore")(*arrays, d)
+        plus, minus = list(arrays), list(arrays)
+        plus[k], minus[k] = a + eps * d, a - eps * d
+        numeric = (np.asarray(f(*plus), dtype="float64") - np.asarray(f(*minus), dtype="float64")) / (2 * eps)
+        np.testing.assert_allclose(jvp, numeric, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"R-op along input {k} against finite differences")
+
+
 @pytest.fixture
 def vgrad(rng, backend):
-    """On the reference backend: verify_grad (finite differences) in float64. On emu: the
-    gradient kernels must agree with the reference's gradients of the same random projection."""
+    """On the reference backend: verify_grad (finite differences) in float64, and the R-op
+    against finite differences too. On emu: the gradient kernels must agree with the
+    reference's gradients of the same random projection."""
     def vgrad_(fn, *arrays, **kw):
         arrays = [np.asarray(a, dtype="float64") for a in arrays]
         if backend == "reference":
             verify_grad(fn, arrays, rng=rng, **kw)
+            check_rop(fn, arrays, rng)
             return
         xs = _symbols(arrays, static=False)
         out = T.as_tensor_variable(fn(*xs))

@@ -214,15 +214,16 @@ def unrolled_rnn(x, W, h0, n, cut=None):
     return T.stack(hs)
 
 
-@pytest.mark.parametrize("k", [1, 3, 10])
+@pytest.mark.parametrize("k", [-1, 1, 3, 10])
 def test_truncated_backpropagation_through_time(k):
+    """Against the unrolled loop (with the gradient cut k steps from the end; -1: not cut)."""
     X, Wv, h0v = rng.standard_normal((6, 3)), rng.standard_normal((3, 3)) * 0.5, rng.standard_normal(3)
     x, W, h0 = T.dmatrix("x"), T.dmatrix("W"), T.dvector("h0")
     H, _ = theta.scan(lambda xt, h, W: T.tanh(xt + T.dot(h, W)), sequences=x, outputs_info=h0, non_sequences=W,
                       truncate_gradient=k)
     cost = H[-1].sum()
     got = theta.function([x, W, h0], theta.grad(cost, [x, W, h0]))(X, Wv, h0v)
-    ref_cost = unrolled_rnn(x, W, h0, 6, cut=6 - k if k < 6 else None)[-1].sum()
+    ref_cost = unrolled_rnn(x, W, h0, 6, cut=6 - k if 0 < k < 6 else None)[-1].sum()
     want = theta.function([x, W, h0], theta.grad(ref_cost, [x, W, h0], disconnected_inputs="ignore"))(X, Wv, h0v)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
