@@ -52,6 +52,9 @@ def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_
     seqs, seq_names = [], []
     for var, taps in (_sequence(s, label) for s in _as_list(sequences)):
         lo, hi = min(taps), max(taps)
+        if var.type.shape[0] is not None and var.type.shape[0] < hi - lo + 1:
+            raise ShapeError(f"{label}: taps {taps} need a sequence of at least {hi - lo + 1} rows, "
+                             f"got {describe(var)}")
         for tap in taps:
             start, cut = tap - lo, hi - tap
             seqs.append(var[start:-cut] if cut else (var[start:] if start else var))

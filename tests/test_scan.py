@@ -254,6 +254,9 @@ def test_errors_name_the_step_function():
         theta.scan(lambda hp: (hp * 2, theta.scan_module.until(hp > 0)), outputs_info=h, n_steps=3)
     with pytest.raises(GraphError, match="n_steps must be a non-negative integer"):
         theta.scan(lambda hp: hp * 2, outputs_info=h, n_steps=2.5)
+    short = T.tensor("float64", shape=(2, 3), name="short")
+    with pytest.raises(ShapeError, match=r"taps \[-1, 0, 1\] need a sequence of at least 3 rows"):
+        theta.scan(lambda a, b, c: a + b + c, sequences=dict(input=short, taps=[-1, 0, 1]))
 
 
 def test_new_lengths_reuse_the_steps_built_kernels(backend):
