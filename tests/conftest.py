@@ -33,6 +33,31 @@ def _restore_config():
 
 
 @pytest.fixture
+def agree_across_threads():
+    """``check(f, inputs)``: calling ``f`` on each input from 4 threads at once gives exactly what
+    calling it on each input in turn gives."""
+    import threading
+
+    def check(f, inputs, threads: int = 4) -> None:
+        serial = [f(a) for a in inputs]
+        got: dict = {}
+
+        def worker(k: int) -> None:
+            for j in range(k, len(inputs), threads):
+                got[j] = f(inputs[j])
+
+        workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        for j, want in enumerate(serial):
+            for a, b in zip(want, got[j]):
+                np.testing.assert_array_equal(b, a)
+    return check
+
+
+@pytest.fixture
 def emu_check():
     """emu's checking mode for this test (kernels/emu_check.h): races, uninitialized shared
     reads, divergent barriers and warp ops, unfenced publication, and every launch run in

@@ -116,25 +116,10 @@ def test_updates_with_a_read_after_write_hazard_are_copied():
     both(make)
 
 
-def test_calls_from_four_threads_agree_with_serial_calls():
+def test_calls_from_four_threads_agree_with_serial_calls(agree_across_threads):
     x = T.dmatrix("x")
     f = theta.function([x], [T.tanh(T.dot(x, x.T)).sum(axis=1), T.nnet.softmax(x * 3)], backend="emu")
-    inputs = [rng.standard_normal((9, 7)) for _ in range(16)]
-    serial = [f(a) for a in inputs]
-    got: dict = {}
-
-    def worker(k: int) -> None:
-        for j in range(k, len(inputs), 4):
-            got[j] = f(inputs[j])
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for j, want in enumerate(serial):
-        for a, b in zip(want, got[j]):
-            np.testing.assert_array_equal(b, a)
+    agree_across_threads(f, [rng.standard_normal((9, 7)) for _ in range(16)])
 
 
 def test_updates_from_four_threads_are_none_lost():

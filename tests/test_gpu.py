@@ -99,26 +99,10 @@ def test_saved_program_runs_on_gpu_from_its_cubin_without_nvcc(tmp_path, monkeyp
     np.testing.assert_allclose(g.get_value("W"), W.get_value())
 
 
-def test_calls_from_four_threads_agree_with_serial_calls():
-    import threading
+def test_calls_from_four_threads_agree_with_serial_calls(agree_across_threads):
     x = T.dmatrix("x")
     f = theta.function([x], [T.tanh(T.dot(x, x.T)).sum(axis=1), T.nnet.softmax(x * 3)], backend="cuda")
-    inputs = [rng.standard_normal((33, 17)) for _ in range(16)]
-    serial = [f(a) for a in inputs]
-    got: dict = {}
-
-    def worker(k):
-        for j in range(k, len(inputs), 4):
-            got[j] = f(inputs[j])
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for j, want in enumerate(serial):
-        for a, b in zip(want, got[j]):
-            np.testing.assert_array_equal(b, a)
+    agree_across_threads(f, [rng.standard_normal((33, 17)) for _ in range(16)])
 
 
 def test_a_training_step_allocates_nothing_after_its_first_call_and_downloads_only_its_output():
