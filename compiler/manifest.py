@@ -47,7 +47,7 @@ def encode(program: Program, kernel_files: list[str], artifact_files: list[str],
     }
     if program.loops:
         doc["loops"] = [{"step": step, "n_steps": loop.n_steps, "go_backwards": loop.go_backwards,
-                         "seqs": [[_ref_json(r), s] for r, s in loop.seqs],
+                         "seqs": [[_ref_json(r), s, n] for r, s, n in loop.seqs],
                          "initial": [_ref_json(r) for r in loop.initial],
                          "nonseqs": [_ref_json(r) for r in loop.nonseqs],
                          "outputs": [[_ref_json(r) if r is not None else None, row] for r, row in loop.outputs],
@@ -217,7 +217,8 @@ def decode(doc: Any, files: dict[str, bytes], where: str,
             raise r.fail(f, "no loop")
         step = decode_step(r.get(v, "step", f), files, f"{where} ({f}.step)")
         seqs = r.items(r.get(v, "seqs", f), f + ".seqs",
-                       lambda p, g: (ref(r.seq(p, g, 2)[0], g + "[0]"), r.integer(p[1], g + "[1]")))
+                       lambda p, g: (ref(r.seq(p, g, 3)[0], g + "[0]"), r.integer(p[1], g + "[1]"),
+                                     r.integer(p[2], g + "[2]", 0)))
         initial = r.items(r.get(v, "initial", f), f + ".initial", ref)
         nonseqs = r.items(r.get(v, "nonseqs", f), f + ".nonseqs", ref)
         outs = r.items(r.get(v, "outputs", f), f + ".outputs",
@@ -230,8 +231,10 @@ def decode(doc: Any, files: dict[str, bytes], where: str,
         backwards = r.get(v, "go_backwards", f)
         if not isinstance(backwards, bool):
             raise r.fail(f + ".go_backwards", "true or false")
-        return Loop(step, r.integer(r.get(v, "n_steps", f), f + ".n_steps", 0), backwards, seqs, initial, nonseqs,
-                    outs, n_states)
+        n_steps = r.integer(r.get(v, "n_steps", f), f + ".n_steps", 0)
+        if any(rows < n_steps for _, _, rows in seqs):
+            raise r.fail(f + ".seqs", f"sequences of at least n_steps ({n_steps}) rows")
+        return Loop(step, n_steps, backwards, seqs, initial, nonseqs, outs, n_states)
 
     loops = r.items(doc.get("loops", []), "loops", loop)
     schedule = r.items(doc.get("schedule", []), "schedule", lambda v, f: (

@@ -94,7 +94,13 @@ def _lower_loop(g, plan, lays) -> Loop:
     n_seqs, n_states = op.n_seqs, op.n_states
     outer = inputs[1:]
     from .rewrite import optimize
-    step = build_program(optimize(list(op.inner_outputs), "fast_run"), list(op.inner_inputs), [])
+    from .specialize import DynamicPlan
+    step_outputs = optimize(list(op.inner_outputs), "fast_run")
+    if not DynamicPlan(step_outputs).empty:
+        raise BackendError(f"{op}: its step indexes or slices with values it computes or reads per step "
+                           "(x[i] with i a sequence element, say); the kernel backends cannot run such a step "
+                           "yet: compile this function with backend='reference'")
+    step = build_program(step_outputs, list(op.inner_inputs), [])
 
     def dense(v: Variable, rows: bool):
         lay = lays[id(v)]
@@ -105,7 +111,13 @@ def _lower_loop(g, plan, lays) -> Loop:
                                "step to (rows must be contiguous)")
         return ref_of(lay, plan), (lay.strides[0] if rows else 0)
 
-    seqs = [dense(v, True) for v in outer[:n_seqs]]
+    n_steps = int(inputs[0].data)
+    seqs = []
+    for v in outer[:n_seqs]:
+        if v.type.shape[0] < n_steps:
+            from .errors import ShapeError
+            raise ShapeError(f"{op}: {describe(v)} has {v.type.shape[0]} rows, fewer than the loop's {n_steps} steps")
+        seqs.append(dense(v, True) + (v.type.shape[0],))
     initial = [dense(v, False)[0] for v in outer[n_seqs:n_seqs + n_states]]
     nonseqs = [dense(v, False)[0] for v in outer[n_seqs + n_states:]]
     by_index = {n.op.index: n for n in g.nodes}
@@ -117,7 +129,7 @@ def _lower_loop(g, plan, lays) -> Loop:
             outputs.append((ref_of(lays[id(node)], plan), row))
         else:
             outputs.append((None, row))   # not read outside: the executor gives it scratch rows
-    return Loop(step, int(inputs[0].data), op.go_backwards, seqs, initial, nonseqs, outputs, n_states)
+    return Loop(step, n_steps, op.go_backwards, seqs, initial, nonseqs, outputs, n_states)
 
 
 def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scalars: Sequence[Variable],

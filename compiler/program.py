@@ -116,7 +116,7 @@ class Loop:
     step: "Program"
     n_steps: int
     go_backwards: bool
-    seqs: list          # [(Ref, row stride)]
+    seqs: list          # [(Ref, row stride, rows)]
     initial: list       # [Ref]
     nonseqs: list       # [Ref]
     outputs: list       # [(Ref | None, row stride)] per step output

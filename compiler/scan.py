@@ -14,8 +14,9 @@ Taps are rewritten before the op sees them: a sequence read at taps [-1, 0, 1] b
 shifted views of it (the loop runs len - 2 steps), and an output read at taps [-2, -1] is
 carried as a window of its last two values (the initial value's last two rows to start with).
 
-``updates`` is always empty (no random streams yet). The reference backend runs scans; the
-kernel backends do not lower them yet.
+``updates`` is always empty (no random streams yet). The kernel backends run a scan as a Loop
+of its step's kernels (compiler/pipeline.py, runtime/loop.py), except a loop that stops on a
+condition (``until``) or a step that indexes with values it reads per step (reference only).
 """
 from __future__ import annotations
 

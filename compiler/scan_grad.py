@@ -36,7 +36,7 @@ def scan_vjp(op: Scan, inputs: list, gout: Variable) -> list:
     n = op.at(0)(steps, *outer).shape[0] if op.until else steps
     first = T.maximum(n - op.truncate, 0) if op.truncate > 0 else T.constant(0, dtype="int64")
     # the forward step's inputs in step order, from step `first` on
-    step_seqs = [(s[:n][::-1] if op.go_backwards else s[:n])[first:] for s in seqs]
+    step_seqs = [(s[::-1][:n] if op.go_backwards else s[:n])[first:] for s in seqs]
     states = [op.at(j)(steps, *outer) for j in range(n_states)]
     prev = [T.concatenate([_padleft(i), h[:-1]], axis=0)[first:] for i, h in zip(initial, states)]
     count = n - first
@@ -80,8 +80,9 @@ def scan_vjp(op: Scan, inputs: list, gout: Variable) -> list:
     seq_result: dict[int, Variable] = {}
     for m, k in enumerate(float_seqs):
         per_step = outs[n_states + len(accums) + m]          # backward order: forward steps n-1 .. first
-        # forward step s read row s (row n-1-s going backwards)
-        target = T.zeros_like(seqs[k])[:count] if op.go_backwards else T.zeros_like(seqs[k])[first:n]
+        # forward step s read row s (row len-1-s going backwards)
+        rows = seqs[k].shape[0]
+        target = T.zeros_like(seqs[k])[rows - n:rows - first] if op.go_backwards else T.zeros_like(seqs[k])[first:n]
         seq_result[k] = T.inc_subtensor(target, per_step if op.go_backwards else per_step[::-1])
     result += [seq_result.get(k) for k in range(n_seqs)]
     for j in range(n_states):   # the initial state's gradient, unless truncation stopped short of it

@@ -108,10 +108,17 @@ class Level2Context:
     def _value(self, var: Variable) -> int:
         if var.is_constant:
             return int(var.data)
-        if id(var) not in self.values:
+        if id(var) in self.values:
+            return self.values[id(var)]
+        folded = _fold(var)   # rebuilt from sizes that were just made constants (rows - n_steps)
+        if folded is None:
             raise GraphError(f"an index or slice bound depends on {describe(var)}, which theta cannot "
                              "evaluate before the call")
-        return self.values[id(var)]
+        return folded
+
+    def _known(self, var: Variable) -> bool:
+        """Is ``var``'s value fixed now (a constant, or a scalar of constants)?"""
+        return var.is_constant or _fold(var) is not None
 
     def _implicit(self, fn, name: str) -> Variable:
         leaf = Variable(TensorType("int64", ()), name=name)
@@ -127,14 +134,23 @@ class Level2Context:
             if isinstance(e, Arg):
                 var = inputs[e.k]
                 self._check_point(var, n, axis, x)
-                leaf = self._implicit(_point_fn(id(var), n, axis, x), f"index{axis}")
+                if id(var) not in self.values and self._known(var):
+                    fixed = self._value(var)
+                    leaf = self._implicit(lambda values, v=fixed: v % n, f"index{axis}")
+                else:
+                    leaf = self._implicit(_point_fn(id(var), n, axis, x), f"index{axis}")
                 inputs.append(leaf)
                 out.append(Arg(len(inputs) - 1))
             elif isinstance(e, Slice) and any(isinstance(v, Arg) for v in (e.start, e.stop, e.step)):
                 if isinstance(e.step, Arg):
                     raise IndexingError("a slice step must be a constant")
-                ids = tuple(id(inputs[v.k]) if isinstance(v, Arg) else None for v in (e.start, e.stop))
-                consts = tuple(None if isinstance(v, Arg) else v for v in (e.start, e.stop))
+                # a bound known now (a constant, or rebuilt from constants) is a constant of the slice
+                known = [isinstance(v, Arg) and id(inputs[v.k]) not in self.values and self._known(inputs[v.k])
+                         for v in (e.start, e.stop)]
+                ids = tuple(id(inputs[v.k]) if isinstance(v, Arg) and not k else None
+                            for v, k in zip((e.start, e.stop), known))
+                consts = tuple(self._value(inputs[v.k]) if k else (None if isinstance(v, Arg) else v)
+                               for v, k in zip((e.start, e.stop), known))
                 bounds = [self.values[i] if i is not None else c for i, c in zip(ids, consts)]
                 start, stop, step = slice(bounds[0], bounds[1], e.step).indices(n)
                 length = len(range(start, stop, step))
@@ -149,6 +165,16 @@ class Level2Context:
         v = self._value(var)
         if not -n <= v < n:
             raise IndexingError(f"index {v} is out of bounds for axis {axis} of {describe(x)} (size {n})")
+
+
+def _fold(var: Variable):
+    """The int value of a scalar graph whose leaves are all constants, else None."""
+    if var.ndim != 0 or any(v.is_leaf and not v.is_constant for v in toposort([var])):
+        return None
+    values: dict[int, np.ndarray] = {}
+    for node in toposort([var]):
+        values[id(node)] = node.data if node.is_constant else np.asarray(node.op.perform(*[values[id(i)] for i in node.inputs]))
+    return int(values[id(var)])
 
 
 def _point_fn(var_id: int, n: int, axis: int, x: Variable):

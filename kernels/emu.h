@@ -192,7 +192,7 @@ struct GlobalShadow {
   int32_t visible;
   const void* site;
 };
-constexpr int kMaxPending = 64;  // unfenced global scratch writes a thread may have
+constexpr int kMaxPending = 256;  // unfenced global scratch writes the checker tracks per thread
 // A sync op's call site as the kernel source names it (the line of the call, taken as a
 // default argument): unrolled or duplicated code keeps one key per source line. (Two sync ops
 // on one line are one site to the checker; g++ < 13 has no __builtin_COLUMN.)
@@ -741,10 +741,11 @@ inline bool Block::release() {
     if (!go) continue;
     if (kCheck) {
       // CUDA: every lane named in the mask executes the same warp op (same call site) with the
-      // same mask; a lane that exited while named is undefined behaviour too.
-      int first = -1;
+      // same mask; a lane that exited while named is undefined behaviour too. (Disjoint groups
+      // of one warp, each with its own mask, are released together and are fine.)
       for (unsigned l = 0; l < kWarpSize; ++l) {
         if (!(go >> l & 1)) continue;
+        int first = -1;
         int t = w * static_cast<int>(kWarpSize) + static_cast<int>(l);
         unsigned exited = mask_arg_[t] & ~s.live & ((n_ - w * static_cast<int>(kWarpSize)) >= 32
                                                        ? 0xffffffffu
@@ -754,9 +755,15 @@ inline bool Block::release() {
                    thread_name(t).s, op_[t], mask_arg_[t], site_of(site_[t]).s, exited);
           return false;
         }
-        if (first < 0) {
-          first = t;
-        } else if (strcmp(op_[t], op_[first]) || key_[t] != key_[first] || mask_arg_[t] != mask_arg_[first]) {
+        // the lanes this one's mask names (and that are released with it) must be in the same op
+        for (unsigned m = 0; m < kWarpSize; ++m) {
+          int u = w * static_cast<int>(kWarpSize) + static_cast<int>(m);
+          if (!((go & mask_arg_[t]) >> m & 1) || u == t) continue;
+          if (!strcmp(op_[t], op_[u]) && key_[t] == key_[u] && mask_arg_[t] == mask_arg_[u]) continue;
+          first = u;
+          break;
+        }
+        if (first >= 0 && first != t) {
           Site a = site_of(site_[first]), b = site_of(site_[t]);
           snprintf(error_, sizeof error_,
                    "warp lanes are not converged: %s is in %s (mask 0x%08x) at %s while %s is in %s "

@@ -89,7 +89,9 @@ inline void Block::shared_declared(uint32_t* seen, size_t bytes, const char* nam
 inline void Block::global_write(GlobalShadow& g, const void* site) {
   const uint64_t block = block_idx_.x + uint64_t(launch_.grid.x) * (block_idx_.y + uint64_t(launch_.grid.y) * block_idx_.z);
   g = GlobalShadow{launch_.id, static_cast<int64_t>(block), cur_, 0, site};
-  if (npending_[cur_] == kMaxPending) fail("more than 64 global scratch writes without a __threadfence()");
+  if (npending_[cur_] == kMaxPending)
+    fail("the checker tracks at most 256 global scratch writes of a thread between __threadfence() calls "
+         "(a limit of emu's checking mode, not a CUDA rule)");
   pending_[static_cast<size_t>(cur_) * kMaxPending + npending_[cur_]++] = &g;
 }
 

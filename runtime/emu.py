@@ -164,7 +164,7 @@ class EmuDevice:
         """(allocation seen as ``dtype``, byte offset) of an address inside a live allocation."""
         starts = sorted(self._live)
         i = bisect.bisect_right(starts, address) - 1
-        if i < 0 or address > starts[i] + self._live[starts[i]].nbytes:
+        if i < 0 or address >= starts[i] + max(self._live[starts[i]].nbytes, 1):
             raise BackendError(f"a kernel argument points at {address:#x}, outside every live emu allocation")
         array = self._live[starts[i]]
         if dtype is not None:
@@ -210,13 +210,9 @@ _SCHEDULE_NAMES = {1: "in reverse order", 2: "in a shuffled order"}
 
 
 def _rounding_only(kernel, dtype, want: np.ndarray, got: np.ndarray) -> bool:
-    """Float atomics accumulate in whatever order threads come: results may differ in rounding."""
-    if dtype is None or dtype.kind != "f" or "atomicAdd" not in kernel.source:
-        return False
-    n = want.nbytes // dtype.itemsize * dtype.itemsize
-    a, b = want[:n].view(dtype), got[:n].view(dtype)
-    tol = 1e-5 if dtype.itemsize == 4 else 1e-12
-    return bool(np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
+    """Float atomics accumulate in whatever order threads come: with cancellation the results
+    may differ by far more than an ulp, so float outputs of such kernels are not compared."""
+    return dtype is not None and dtype.kind == "f" and "atomicAdd" in kernel.source
 
 
 def _schedule_report(kernel, schedule: int, dtype, want: np.ndarray, got: np.ndarray) -> str:

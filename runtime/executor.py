@@ -63,7 +63,7 @@ class Executor:
         read = {b.ref.buffer for k in program.kernels for b in k.bindings if b.kind == "ptr"}
         read |= {o.ref.buffer for o in program.outputs}
         for loop in program.loops:
-            refs = [r for r, _ in loop.seqs] + loop.initial + loop.nonseqs + [r for r, _ in loop.outputs if r]
+            refs = [s[0] for s in loop.seqs] + loop.initial + loop.nonseqs + [r for r, _ in loop.outputs if r]
             read |= {r.buffer for r in refs}
         self._bound = [slot for slot, buf in sorted(self._leaf_buffer.items())
                        if buf in read or slot in program.update_targets]
@@ -206,8 +206,11 @@ class Executor:
             dev.launch(handle, args)
 
     def reset_status(self) -> None:
+        """Clear the status words (this program's and its loops' steps'), once per run."""
         if self._status is not None:
             self._status.reset()
+        for loop in self._loops:
+            loop.step.reset_status()
 
     def check_status(self) -> None:
         """Raise what a kernel reported (after the launches completed), nested loops included."""
@@ -224,7 +227,8 @@ class Executor:
         for k, spec in enumerate(self.program.outputs):
             buf = self.program.buffers[spec.ref.buffer]
             if buf.kind == "output" and spec.ref.offset == 0 and not spec.ref.dyn and buf.index not in taken \
-                    and tuple(spec.strides) == _c_strides(spec.shape):
+                    and tuple(spec.strides) == _c_strides(spec.shape) \
+                    and math.prod(spec.shape) == buf.size:   # the whole buffer, not a prefix view of it
                 placed[k] = buf.index
                 taken.add(buf.index)
         return placed

@@ -306,3 +306,53 @@ def test_more_registers_per_block_than_the_register_file_holds():
     info = resources(MANY_REGISTERS, "sm_90")["many"]
     assert any("register file" in p for p in launch_problems(info, 1024)), info   # a 1024-thread block
     assert not launch_problems(info, 256), info                                  # its correct twin
+
+
+def test_correct_kernels_the_review_found_flagged_now_pass():
+    # two half-warps, each shuffling within itself under its own mask (legal)
+    halves = """
+extern "C" __global__ void k(const float* x, float* y) {
+  const int lane = threadIdx.x;
+  const unsigned m = lane < 16 ? 0x0000ffffu : 0xffff0000u;
+  float v = x[lane];
+  for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(m, v, o, 16);
+  y[lane] = v;
+}"""
+    y = run(halves, block=32, n=32)
+    assert y[0] == sum(range(1, 17)) and y[16] == sum(range(17, 33))
+    # more than 64 scratch writes before one fence
+    many = """
+THETA_DEVICE_ARRAY(float, part, 100);
+__device__ unsigned int count[1];
+extern "C" __global__ void k(const float* x, float* y) {
+  THETA_SHARED_VAR(int, last);
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < 50; ++i) part[blockIdx.x * 50 + i] = x[i];
+    __threadfence();
+    last = atomicAdd(&count[0], 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (threadIdx.x == 0) {
+    float s = 0.0f;
+    for (int i = 0; i < 100; ++i) s += THETA_VOLATILE_LOAD(float, part, i);
+    y[0] = s;
+    count[0] = 0;
+  }
+}"""
+    assert run(many, block=32, grid=2)[0] == 2 * sum(range(1, 51))
+
+
+def test_float_atomic_accumulation_is_not_a_race(emu_check):
+    """Float atomics add in thread order: with cancellation the schedules differ by more than an
+    ulp, which is rounding, not a race."""
+    import theta
+    import theta.tensor as T
+    W, g = T.fmatrix("W"), T.fmatrix("g")
+    idx = np.zeros(64, dtype="int64")
+    out = T.inc_subtensor(T.zeros_like(W)[idx], g)
+    f = theta.function([W, g], out, backend="emu")
+    G = (np.random.default_rng(0).standard_normal((64, 4)) * 1000).astype("float32")
+    got = f(np.zeros((4, 4), "float32"), G)
+    np.testing.assert_allclose(got[0], G.sum(axis=0, dtype="float64"), rtol=1e-3, atol=1e-1)

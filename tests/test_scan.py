@@ -316,3 +316,53 @@ def test_a_saved_training_step_with_a_loop_runs_after_loading(backend, tmp_path)
     with pytest.raises(ArtifactError, match="schedule"):
         manifest.decode(doc, {n.name: n.read_bytes() for n in (tmp_path / "step").iterdir()}, "step",
                         theta.compiler.program.Program._decode)
+
+
+def test_review_cases_of_the_loop_lowering():
+    """Found in review: a step output that is a prefix view of another, an error inside an inner
+    loop reported at an early outer step, n_steps beyond a sequence, Theano's go_backwards."""
+    X, w = rng.standard_normal((16, 2)), rng.standard_normal((3, 2))
+    x, s, W = T.dmatrix("x"), T.dvector("s"), T.dmatrix("W")
+
+    def step(xt, sp, W):
+        z = T.tanh(T.dot(W, sp + xt))
+        return z[:2], z
+    (S, Z), _ = theta.scan(step, sequences=x, outputs_info=[s, None], non_sequences=W)
+    got = theta.function([x, s, W], [T.exp(S) * 2, T.exp(Z) * 3])(X, np.zeros(2), w)
+    h, want_s, want_z = np.zeros(2), [], []
+    for t in range(16):
+        z = np.tanh(w @ (h + X[t]))
+        h = z[:2]
+        want_s.append(np.exp(h) * 2)
+        want_z.append(np.exp(z) * 3)
+    np.testing.assert_allclose(got[0], want_s, rtol=1e-12)
+    np.testing.assert_allclose(got[1], want_z, rtol=1e-12)
+
+    v = T.dvector("v")
+    A, _ = theta.scan(lambda a: a * 1, sequences=v, n_steps=3, go_backwards=True)
+    B, _ = theta.scan(lambda a, b: a * 10 + b, sequences=[v, v[2:]], go_backwards=True)
+    a, b = theta.function([v], [A, B])(np.arange(5.0))
+    np.testing.assert_allclose(a, [4, 3, 2])      # Theano: reverse each sequence, then truncate
+    np.testing.assert_allclose(b, [44, 33, 22])
+    verify_grad(lambda v: theta.scan(lambda a, b: T.tanh(a * b), sequences=[v, v[2:]], go_backwards=True)[0], [X[:, 0]])
+
+    h = T.dvector("h")
+    too_many, _ = theta.scan(lambda xt, hp: hp + xt, sequences=x, outputs_info=h, n_steps=100)
+    with pytest.raises(ShapeError, match="(fewer than|shorter than).*100 steps"):
+        theta.function([x, h], too_many)(X, np.zeros(2))
+
+
+def test_an_index_error_inside_an_inner_loop_is_raised():
+    """The inner loop's status word is cleared once per call, not at every outer step."""
+    I, p, y = T.imatrix("I"), T.dvector("p"), T.dvector("y")
+
+    def outer(r, hp):
+        inner, _ = theta.scan(lambda yy, s, r: s + yy * p[r].sum(), sequences=y, outputs_info=hp, non_sequences=r)
+        return inner[-1]
+
+    B, _ = theta.scan(outer, sequences=I, outputs_info=T.constant(0.0, dtype="float64"))
+    f = theta.function([I, p, y], B)
+    good = f(np.array([[0, 3], [1, 2]], "int32"), np.arange(4.0), np.ones(3))
+    np.testing.assert_allclose(good, [9.0, 18.0])
+    with pytest.raises(theta.errors.IndexingError):
+        f(np.array([[0, 9], [1, 2]], "int32"), np.arange(4.0), np.ones(3))   # bad only at outer step 0

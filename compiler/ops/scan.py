@@ -15,8 +15,9 @@ The gradient is backpropagation through time, itself a ``Scan`` running backward
 is the vector-Jacobian product of the forward step (theta.grad with known_grads), carrying
 the gradient of each state and accumulating the non-sequences' gradients.
 
-The step's graph is interpreted with each op's NumPy ``perform`` (the reference semantics);
-the kernel backends do not lower scans yet.
+The reference backend interprets the step's graph with each op's NumPy ``perform``; the kernel
+backends compile the step once and run it as a Loop (compiler/pipeline.py, runtime/loop.py).
+Going backwards, each sequence is read from its own last row (Theano reverses, then truncates).
 """
 from __future__ import annotations
 
@@ -126,8 +127,9 @@ def run_loop(op: Scan, n_steps: int, values) -> list[np.ndarray]:
     outputs = op.inner_outputs[:-1] if op.until else op.inner_outputs
     stacked: list[list] = [[] for _ in outputs]
     for step in range(n_steps):
-        t = n_steps - 1 - step if op.go_backwards else step
-        env = {id(p): v for p, v in zip(op.inner_inputs, [s[t] for s in seqs] + states + list(nonseqs))}
+        # going backwards, each sequence is read from its own end (Theano reverses, then truncates)
+        rows = [s[len(s) - 1 - step] if op.go_backwards else s[step] for s in seqs]
+        env = {id(p): v for p, v in zip(op.inner_inputs, rows + states + list(nonseqs))}
         results = _interpret(order, op.inner_outputs, env)
         for k in range(len(outputs)):
             stacked[k].append(results[k])
