@@ -224,7 +224,8 @@ class Function:
         names = [leaf.name for leaf in program.leaves[len(self.inputs):]]
         binder().save_function(path, program, {n: v.get_value() for n, v in zip(names, self.shared)},
                                n_inputs=len(self.inputs), single=self._single, n_outputs=len(self._outputs),
-                               name=self.name, allow_input_downcast=self.allow_input_downcast)
+                               name=self.name, allow_input_downcast=self.allow_input_downcast,
+                               specialized=getattr(self, "_last_baked", {}))
 
     # -- pickling -------------------------------------------------------------------------------
     def __reduce__(self):
@@ -276,9 +277,14 @@ class _Specialization:
         else:
             # minibatch starts and lengths from the index scalars alone, never from the data
             self._prep = Prep(self.plan, _reference_evaluate)
+        # inputs whose values a variant is compiled for (a reshape's size, a scan's length): a
+        # saved program checks them (theta.load), as they are constants in its kernels
+        baked = {id(v) for v in toposort(self.plan.static_vars) if v.is_leaf}
+        self._baked = [pos for pos, leaf in enumerate(self.concrete[:len(fn.inputs)]) if id(leaf) in baked]
 
     def run(self, leaf_values: list) -> tuple[list, bool]:
         """(results, whether the backend applied the updates itself)."""
+        self.fn._last_baked = {pos: np.asarray(leaf_values[pos]).tolist() for pos in self._baked}
         if self.plan.empty:
             self.fn._last_program = self.program
             return self.program.run(leaf_values, []), self.program.applies_updates

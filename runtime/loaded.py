@@ -39,8 +39,10 @@ SPECIALIZED = "(a saved program is specialized to the shapes it was compiled for
 class LoadedFunction:
     def __init__(self, program: Program, state: dict[str, np.ndarray], n_inputs: int, backend: str = "auto",
                  single: bool = False, n_outputs: int | None = None, *, allow_input_downcast: bool = False,
-                 name: str | None = None, path: str | os.PathLike | None = None) -> None:
+                 name: str | None = None, path: str | os.PathLike | None = None,
+                 specialized: dict[int, Any] | None = None) -> None:
         self.program = program
+        self.specialized = dict(specialized or {})   # input position -> the value compiled for
         self.n_inputs = n_inputs
         self.single = single
         self.n_outputs = len(program.outputs) - program.n_updates if n_outputs is None else n_outputs
@@ -80,6 +82,12 @@ class LoadedFunction:
         if len(scalars) != len(self.program.scalars):
             raise InputError(f"this program takes {len(self.program.scalars)} runtime scalars "
                              f"({', '.join(self.program.scalars) or 'none'}), got {len(scalars)}")
+        for pos, want in self.specialized.items():
+            if not np.array_equal(np.asarray(values[pos]), np.asarray(want)):
+                spec = self.program.leaves[pos]
+                raise InputError(f"{self._what()}: input {pos} '{spec.name}' is {np.asarray(values[pos]).tolist()}, "
+                                 f"but this program was compiled for {want} (a size or a loop length, fixed in "
+                                 "its kernels): compile the function again with theta.function for other values")
         outs = self.executor.run(values, list(scalars), with_updates=self._bare)
         return outs[0] if self.single else outs
 
@@ -113,7 +121,7 @@ class LoadedFunction:
         else:
             save_function(target, self.program, state, n_inputs=self.n_inputs, single=self.single,
                           n_outputs=self.n_outputs, name=self.name, allow_input_downcast=self.allow_input_downcast,
-                          artifacts=False)
+                          artifacts=False, specialized=self.specialized)
         return target
 
 
@@ -136,7 +144,7 @@ def write_state(directory: str | os.PathLike, state: dict[str, np.ndarray]) -> N
 
 def save_function(path: str | os.PathLike, program: Program, state: dict[str, np.ndarray], *, n_inputs: int,
                   single: bool, n_outputs: int, name: str | None = None, allow_input_downcast: bool = False,
-                  artifacts: bool = True) -> pathlib.Path:
+                  artifacts: bool = True, specialized: dict | None = None) -> pathlib.Path:
     """Save a function for theta.load: ``program`` (whose leaves are the ``n_inputs`` inputs,
     then the shared variables named in ``state``; its ``n_updates``/``update_targets`` set), its
     artifacts (built here unless ``artifacts=False``: then those ``program`` holds are kept),
@@ -145,7 +153,9 @@ def save_function(path: str | os.PathLike, program: Program, state: dict[str, np
         from .artifacts import build_artifacts
         program = _with_artifacts(program, build_artifacts)
     meta = {"n_inputs": n_inputs, "single": single, "n_outputs": n_outputs, "name": name,
-            "allow_input_downcast": allow_input_downcast}
+            "allow_input_downcast": allow_input_downcast,
+            # inputs whose values the program was compiled for (sizes, loop lengths)
+            "specialized_inputs": {str(pos): value for pos, value in (specialized or {}).items()}}
     return program.save(path, extra_files={META: json.dumps(meta).encode(), STATE: _state_bytes(state)})
 
 
@@ -174,6 +184,10 @@ def _function_meta(meta: Any, program: Program, where: str) -> dict:
             raise bad(f"{key} must be true or false")
     if meta.get("name") is not None and not isinstance(meta["name"], str):
         raise bad("name must be a string or null")
+    specialized = meta.get("specialized_inputs", {})
+    if not isinstance(specialized, dict) or any(not k.isdigit() or int(k) >= n_inputs for k in specialized) \
+            or any(not isinstance(v, (int, list)) or isinstance(v, bool) for v in specialized.values()):
+        raise bad("specialized_inputs must map input positions to the values compiled for")
     return meta
 
 
@@ -205,4 +219,5 @@ def load(path: str | os.PathLike, backend: str = "auto", allow_input_downcast: b
         raise ArtifactError(f"{path}/{STATE} is corrupt: {e}") from e
     downcast = meta.get("allow_input_downcast", False) if allow_input_downcast is None else allow_input_downcast
     return LoadedFunction(program, state, meta["n_inputs"], backend, meta.get("single", False), meta["n_outputs"],
+                          specialized={int(k): v for k, v in meta.get("specialized_inputs", {}).items()},
                           allow_input_downcast=downcast, name=meta.get("name"), path=path)

@@ -366,3 +366,17 @@ def test_an_index_error_inside_an_inner_loop_is_raised():
     np.testing.assert_allclose(good, [9.0, 18.0])
     with pytest.raises(theta.errors.IndexingError):
         f(np.array([[0, 9], [1, 2]], "int32"), np.arange(4.0), np.ones(3))   # bad only at outer step 0
+
+
+def test_a_saved_program_refuses_a_length_it_was_not_compiled_for(backend, tmp_path):
+    if backend != "emu":
+        pytest.skip("a saved Program holds kernels")
+    h, n = T.dvector("h"), T.lscalar("n")
+    H, _ = theta.scan(lambda hp: hp * 2, outputs_info=h, n_steps=n)
+    f = theta.function([h, n], H)
+    np.testing.assert_allclose(f(np.ones(2), 3), [[2, 2], [4, 4], [8, 8]])
+    f.save(tmp_path / "f")
+    g = theta.load(tmp_path / "f", backend="emu")
+    np.testing.assert_allclose(g(np.ones(2), 3), [[2, 2], [4, 4], [8, 8]])
+    with pytest.raises(theta.errors.InputError, match="compiled for 3"):
+        g(np.ones(2), 4)
