@@ -219,6 +219,8 @@ def _sequence(s, label: str) -> tuple:
     from .tensor.basic import as_tensor_variable
     taps = [0]
     if isinstance(s, dict):
+        if "input" not in s:
+            raise GraphError(f"{label}: a sequence given as a dict needs an 'input' entry, got keys {sorted(s)}")
         taps = list(s.get("taps", [0]))
         s = s["input"]
     if not taps or any(not isinstance(t, int) for t in taps):
@@ -236,6 +238,8 @@ def _output_info(o, label: str):
         return None
     taps = [-1]
     if isinstance(o, dict):
+        if "initial" not in o:
+            raise GraphError(f"{label}: an outputs_info dict needs an 'initial' entry, got keys {sorted(o)}")
         taps = list(o.get("taps", [-1]))
         o = o["initial"]
     if not taps or any(not isinstance(t, int) or t >= 0 for t in taps):

@@ -380,3 +380,15 @@ def test_a_saved_program_refuses_a_length_it_was_not_compiled_for(backend, tmp_p
     np.testing.assert_allclose(g(np.ones(2), 3), [[2, 2], [4, 4], [8, 8]])
     with pytest.raises(theta.errors.InputError, match="compiled for 3"):
         g(np.ones(2), 4)
+
+
+def test_malformed_sequences_and_outputs_info_are_typed_errors():
+    x, h = T.dmatrix("x"), T.dvector("h")
+    with pytest.raises(GraphError, match="'input' entry"):
+        theta.scan(lambda a: a, sequences=dict(taps=[0]))
+    with pytest.raises(GraphError, match="'initial' entry"):
+        theta.scan(lambda a, b: a + b, sequences=x, outputs_info=dict(taps=[-1]))
+    with pytest.raises(GraphError, match="output taps must be negative"):
+        theta.scan(lambda a, b: a + b, sequences=x, outputs_info=dict(initial=h, taps=[1]))
+    with pytest.raises(GraphError, match="truncate_gradient"):
+        theta.scan(lambda a, b: a + b, sequences=x, outputs_info=h, truncate_gradient=0)
