@@ -432,6 +432,8 @@ class Block {
   void global_read(GlobalShadow& g, const char* name, size_t index, const void* site);
   void global_write(GlobalShadow& g, const void* site);
   void fence();
+  bool check_warp_release(int w, unsigned go);  // false (error_ set) when the released lanes disagree
+  bool check_barrier_release();                 // false when threads wait at different barriers
 
  private:
   static void fiber_main();
@@ -739,42 +741,9 @@ inline bool Block::release() {
       }
     }
     if (!go) continue;
-    if (kCheck) {
-      // CUDA: every lane named in the mask executes the same warp op (same call site) with the
-      // same mask; a lane that exited while named is undefined behaviour too. (Disjoint groups
-      // of one warp, each with its own mask, are released together and are fine.)
-      for (unsigned l = 0; l < kWarpSize; ++l) {
-        if (!(go >> l & 1)) continue;
-        int first = -1;
-        int t = w * static_cast<int>(kWarpSize) + static_cast<int>(l);
-        unsigned exited = mask_arg_[t] & ~s.live & ((n_ - w * static_cast<int>(kWarpSize)) >= 32
-                                                       ? 0xffffffffu
-                                                       : ((1u << (n_ - w * static_cast<int>(kWarpSize))) - 1));
-        if (exited) {
-          snprintf(error_, sizeof error_, "%s: %s with mask 0x%08x at %s names lanes 0x%08x that have exited",
-                   thread_name(t).s, op_[t], mask_arg_[t], site_of(site_[t]).s, exited);
-          return false;
-        }
-        // the lanes this one's mask names (and that are released with it) must be in the same op
-        for (unsigned m = 0; m < kWarpSize; ++m) {
-          int u = w * static_cast<int>(kWarpSize) + static_cast<int>(m);
-          if (!((go & mask_arg_[t]) >> m & 1) || u == t) continue;
-          if (!strcmp(op_[t], op_[u]) && key_[t] == key_[u] && mask_arg_[t] == mask_arg_[u]) continue;
-          first = u;
-          break;
-        }
-        if (first >= 0 && first != t) {
-          Site a = site_of(site_[first]), b = site_of(site_[t]);
-          snprintf(error_, sizeof error_,
-                   "warp lanes are not converged: %s is in %s (mask 0x%08x) at %s while %s is in %s "
-                   "(mask 0x%08x) at %s",
-                   thread_name(first).s, op_[first], mask_arg_[first], a.s, thread_name(t).s, op_[t], mask_arg_[t],
-                   b.s);
-          return false;
-        }
-      }
-      ++warp_epoch_[w];
-    }
+#ifdef THETA_EMU_CHECK
+    if (!check_warp_release(w, go)) return false;
+#endif
     for (unsigned l = 0; l < kWarpSize; ++l) {
       if (go >> l & 1) {
         s.out[l] = s.in[l];
@@ -795,22 +764,9 @@ inline bool Block::release() {
                done_, n_, at_barrier_, thread_name(exited).s, thread_name(waiting).s);
       return false;
     }
-    if (kCheck) {  // one barrier: every thread waits at the same __syncthreads
-      int first = -1;
-      for (int i = 0; i < n_; ++i) {
-        if (fib_[i].wait != Wait::Barrier) continue;
-        if (first < 0) {
-          first = i;
-        } else if (key_[i] != key_[first]) {
-          Site a = site_of(site_[first]), b = site_of(site_[i]);
-          snprintf(error_, sizeof error_,
-                   "divergent __syncthreads: %s waits at the barrier at %s, %s at the one at %s", thread_name(first).s,
-                   a.s, thread_name(i).s, b.s);
-          return false;
-        }
-      }
-      ++bar_epoch_;
-    }
+#ifdef THETA_EMU_CHECK
+    if (!check_barrier_release()) return false;
+#endif
     for (int i = 0; i < n_; ++i)
       if (fib_[i].wait == Wait::Barrier) fib_[i].wait = Wait::Runnable;
     at_barrier_ = 0;

@@ -18,7 +18,7 @@
 //                   CUDA does not promise it is visible (the split-reduction pattern needs the
 //                   fence between the partial's store and the counter's atomic).
 //
-// The warp and barrier checks live in emu.h's Block::release.
+// Block::release (emu.h) calls the warp and barrier checks below when it releases waiters.
 #pragma once
 
 namespace theta_emu {
@@ -115,6 +115,54 @@ inline void Block::global_read(GlobalShadow& g, const char* name, size_t index, 
            "writing it: CUDA does not promise another block sees the value",
            name, index, a.s, b.s, g.tid, static_cast<long long>(g.block));
   fail(message);
+}
+
+// At a warp op's release: every lane named in a released lane's mask executes the same warp op
+// (same source line) with the same mask, and none of them has exited (CUDA's rule). Disjoint
+// groups of one warp, each with its own mask, are released together and are fine.
+inline bool Block::check_warp_release(int w, unsigned go) {
+  const WarpSlots& s = warps_[w];
+  const int first_lane = w * static_cast<int>(kWarpSize);
+  const unsigned existing = (n_ - first_lane) >= 32 ? 0xffffffffu : ((1u << (n_ - first_lane)) - 1);
+  for (unsigned l = 0; l < kWarpSize; ++l) {
+    if (!(go >> l & 1)) continue;
+    const int t = first_lane + static_cast<int>(l);
+    if (unsigned exited = mask_arg_[t] & ~s.live & existing) {
+      snprintf(error_, sizeof error_, "%s: %s with mask 0x%08x at %s names lanes 0x%08x that have exited",
+               thread_name(t).s, op_[t], mask_arg_[t], site_of(site_[t]).s, exited);
+      return false;
+    }
+    for (unsigned m = 0; m < kWarpSize; ++m) {
+      const int u = first_lane + static_cast<int>(m);
+      if (!((go & mask_arg_[t]) >> m & 1) || u == t) continue;
+      if (!strcmp(op_[t], op_[u]) && key_[t] == key_[u] && mask_arg_[t] == mask_arg_[u]) continue;
+      Site a = site_of(site_[u]), b = site_of(site_[t]);
+      snprintf(error_, sizeof error_,
+               "warp lanes are not converged: %s is in %s (mask 0x%08x) at %s while %s is in %s (mask 0x%08x) at %s",
+               thread_name(u).s, op_[u], mask_arg_[u], a.s, thread_name(t).s, op_[t], mask_arg_[t], b.s);
+      return false;
+    }
+  }
+  ++warp_epoch_[w];
+  return true;
+}
+
+// At a barrier's release: every waiting thread waits at the same __syncthreads (source line).
+inline bool Block::check_barrier_release() {
+  int first = -1;
+  for (int i = 0; i < n_; ++i) {
+    if (fib_[i].wait != Wait::Barrier) continue;
+    if (first < 0) {
+      first = i;
+    } else if (key_[i] != key_[first]) {
+      Site a = site_of(site_[first]), b = site_of(site_[i]);
+      snprintf(error_, sizeof error_, "divergent __syncthreads: %s waits at the barrier at %s, %s at the one at %s",
+               thread_name(first).s, a.s, thread_name(i).s, b.s);
+      return false;
+    }
+  }
+  ++bar_epoch_;
+  return true;
 }
 
 [[noreturn]] __attribute__((noinline)) inline void out_of_bounds(const char* name, size_t index, size_t size) {
