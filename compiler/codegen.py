@@ -20,6 +20,7 @@ from .graph import Variable
 from .layout import Layout
 from .ops import scalar as S
 from .ops.elemwise import Elemwise
+from .ops.random import RandomDraw, c_constants as random_constants
 from .ops.shape import Arange
 from .program import Binding, Kernel, Param
 from .schedule import Plan, ref_of
@@ -32,6 +33,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(KERNELS_DIR)), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["ctype"] = lambda dtype: CTYPES[dtype]
+    env.globals["rng"] = random_constants()   # the prelude's random-number series (one definition)
     return env
 
 
@@ -121,7 +123,10 @@ def _dim3(v) -> tuple:
 def elemwise_statements(nodes: Sequence[Variable], names: dict, prefix: str) -> list[str]:
     """C statements computing each elementwise node of ``nodes`` (in order) into a variable
     named ``names[id(node)]`` (assigned here), reading inputs by ``names`` too. Arange nodes
-    read the index variable ``names['index']`` (their only axis)."""
+    read the index variable ``names['index']`` (their only axis); random draws read
+    ``names['flat']`` as their flat element index (fusion puts a draw only where
+    the kernel's elements are the draw's own) and their state through the pointer
+    ``names[('state', id(state))]`` (see ``bind_random_states``)."""
     lines: list[str] = []
     for k, node in enumerate(nodes):
         out = f"{prefix}{k}"
@@ -133,10 +138,29 @@ def elemwise_statements(nodes: Sequence[Variable], names: dict, prefix: str) -> 
             start, step = node.op.start, node.op.step
             lines.append(f"const {CTYPES[node.dtype]} {out} = ({CTYPES[node.dtype]})"
                          f"({start}LL + {step}LL * (long long)({names['index']}));")
+        elif isinstance(node.op, RandomDraw):
+            ctype = CTYPES[node.dtype]
+            lines.append(f"const {ctype} {out} = theta_rand_{node.op.dist}<{ctype}>("
+                         f"{names[('state', id(node.inputs[0]))]}, {node.op.stream}ULL, "
+                         f"(unsigned long long)({names['flat']}));")
         else:
             raise NotImplementedError(f"{node.op} is not elementwise")
         names[id(node)] = out
     return lines
+
+
+def bind_random_states(kb: KernelBuilder, nodes: Sequence[Variable], names: dict) -> set:
+    """Pointer parameters for the states that random draws among ``nodes`` read (two words each,
+    not a per-element operand): sets ``names[('state', id(state))]`` and returns the ids of the
+    states that nothing but draws reads (the caller loads no element of those)."""
+    only_draws = set()
+    for n in nodes:
+        if isinstance(n.op, RandomDraw):
+            state = n.inputs[0]
+            names[("state", id(state))] = kb.pointer(state)
+            if all(isinstance(m.op, RandomDraw) for m in nodes if any(i is state for i in m.inputs)):
+                only_draws.add(id(state))
+    return only_draws
 
 
 def offset_expr(strides: Sequence[int], index_names: Sequence[str]) -> str:

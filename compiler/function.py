@@ -43,7 +43,7 @@ class In:
 class Function:
     def __init__(self, inputs: Sequence, outputs=None, updates=None, givens=None, name: str | None = None,
                  on_unused_input: str = "raise", backend: str | None = None,
-                 allow_input_downcast: bool | None = None) -> None:
+                 allow_input_downcast: bool | None = None, no_default_updates=False) -> None:
         from .tensor.basic import as_tensor_variable, cast
         self.name = name
         self.options = CompileOptions.from_config(backend)
@@ -105,6 +105,7 @@ class Function:
                 continue
             raise GraphError(f"theta.function: the outputs depend on {describe(leaf)}, which is not among the "
                              "inputs (add it to inputs, or give it a value with givens=)")
+        self._add_default_updates(no_default_updates)
         for v, _ in self._updates:
             if v not in self.shared:
                 self.shared.append(v)
@@ -120,6 +121,26 @@ class Function:
             if i.name:
                 self._names.setdefault(i.name, pos)
         self._specs: dict[tuple, _Specialization] = {}
+
+    def _add_default_updates(self, skip) -> None:
+        """Theano's default updates: a shared variable the graph reads that carries a
+        ``default_update`` (a random stream's state advancing its counter) gets that update,
+        unless ``updates`` already has one for it or ``no_default_updates`` names it (or is True)."""
+        if skip is True:
+            return
+        skip_ids = {id(v) for v in (skip or ())} if not isinstance(skip, bool) else set()
+        pending = list(self.shared)
+        while pending:
+            var = pending.pop(0)
+            upd = getattr(var, "default_update", None)
+            if upd is None or id(var) in skip_ids or any(u is var for u, _ in self._updates):
+                continue
+            self._updates.append((var, upd))
+            self._graph.append(upd)
+            for leaf in toposort([upd]):   # an update may read shared variables of its own
+                if isinstance(leaf, SharedVariable) and leaf not in self.shared:
+                    self.shared.append(leaf)
+                    pending.append(leaf)
 
     # -- calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -329,5 +350,6 @@ def function(inputs, outputs=None, updates=None, givens=None, name: str | None =
     unknown = set(kwargs) - {"no_default_updates", "rebuild_strict", "profile"}
     if unknown:
         raise InputError(f"theta.function got unknown keyword argument(s): {', '.join(sorted(unknown))}")
-    return Function(inputs, outputs, updates, givens, name, on_unused_input, backend, allow_input_downcast)
+    return Function(inputs, outputs, updates, givens, name, on_unused_input, backend, allow_input_downcast,
+                    kwargs.get("no_default_updates", False))
 

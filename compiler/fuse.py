@@ -15,6 +15,7 @@ through strides. Groups then merge along edges, as long as no cycle appears betw
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from .graph import Variable, clients, toposort
 from .layout import is_view
@@ -22,6 +23,8 @@ from .ops.args import Adv
 from .ops.blas import BatchedDot, Dot
 from .ops.index import Subtensor
 from .ops.nnet import CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad, LogSoftmax, Softmax, SoftmaxGrad
+from .ops.elemwise import Elemwise
+from .ops.random import RandomDraw
 from .ops.reduce import ArgReduce, Reduce
 
 
@@ -171,6 +174,8 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
                     if p is None or p is c:
                         continue
                     kind = merge_kind(p, c, via)
+                    if kind is not None and not _draws_fit(p, c, kind):
+                        continue
                     if kind is None or indirect_path(dep, p, c) or reads_own_result(p, c) \
                             or too_many_params(p, c):
                         continue
@@ -204,6 +209,80 @@ MAX_KERNEL_POINTERS = 480
 # Ops whose kernels can apply elementwise code to their results before writing them.
 EPILOGUE_HOSTS = (Reduce, Dot, BatchedDot, Softmax, LogSoftmax, SoftmaxGrad, CrossentropySoftmaxInt,
                   CrossentropySoftmaxIntGrad)
+
+
+def _draws_fit(p: Group, c: Group, kind: str) -> bool:
+    """A random draw computes element i from its flat index i, so it may only sit where the
+    kernel's elements are the draw's own: the body of an elementwise kernel over its shape, or
+    the epilogue of a kernel whose result has its shape; never recomputed per element of a
+    larger broadcast, nor in a reduction's prologue (whose loop runs over the input)."""
+    draws = [n for n in p.nodes + c.nodes if isinstance(n.op, RandomDraw)]
+    if not draws:
+        return True
+    if kind == "body":
+        return all(d.type.shape == c.shape for d in draws)
+    if kind in ("epilogue", "epilogue_input"):
+        host = p if kind == "epilogue" else c
+        return host.family in DRAW_EPILOGUE_FAMILIES and all(d.type.shape == host.main.type.shape for d in draws)
+    return False
+
+
+# Families whose lowering names the flat index of an epilogue element (``names['flat']``).
+DRAW_EPILOGUE_FAMILIES = ("gemm", "reduce", "softmax")
+
+
+def replicate_draws(outputs: list[Variable]) -> list[Variable]:
+    """Give every kernel its own copy of the random numbers it reads.
+
+    A draw and the elementwise code over it alone (a dropout mask ``u < p``) are recomputed
+    where they are used rather than stored: a node outside that random code that reads it
+    gets a private replica of the chain (``RandomDraw.replica`` differs, the numbers do not),
+    which fusion then puts into that node's kernel. So the forward pass and the backward pass
+    of a dropout layer each compute the mask, and no mask ever goes through memory."""
+    order = toposort(outputs)
+    if not any(isinstance(n.op, RandomDraw) for n in order):
+        return list(outputs)
+    random: set = set()
+
+    def free(v: Variable) -> bool:   # read as is by a replica: a leaf, or a view of leaves
+        return v.is_leaf or (v.op.family == "view" and all(free(i) for i in v.inputs))
+
+    for n in order:
+        if isinstance(n.op, RandomDraw) or (
+                isinstance(n.op, Elemwise) and any(id(i) in random for i in n.inputs)
+                and all(id(i) in random or free(i) for i in n.inputs)):
+            random.add(id(n))
+    users = clients(order)
+    readers = {id(n): len(users.get(id(n), [])) + sum(o is n for o in outputs) for n in order}
+    memo: dict = {}
+    replicas = itertools.count(1)
+
+    def private(r: Variable) -> Variable:
+        k = next(replicas)
+        copy: dict = {}
+        for n in toposort([r]):
+            if id(n) not in random:
+                continue
+            ins = [copy.get(id(i), memo.get(id(i), i)) for i in n.inputs]
+            op = dataclasses.replace(n.op, replica=k) if isinstance(n.op, RandomDraw) else n.op
+            copy[id(n)] = op(*ins)
+        return copy[id(r)]
+
+    for n in order:
+        if n.is_leaf:
+            memo[id(n)] = n
+            continue
+        mine: dict = {}
+        ins = []
+        for i in n.inputs:
+            if id(n) not in random and id(i) in random and readers[id(i)] > 1:
+                if id(i) not in mine:
+                    mine[id(i)] = private(i)
+                ins.append(mine[id(i)])
+            else:
+                ins.append(memo[id(i)])
+        memo[id(n)] = n if all(a is b for a, b in zip(ins, n.inputs)) else n.op.rebuild(ins, None)
+    return [memo[id(o)] for o in outputs]
 
 
 def _one_group_per_loop(groups: list, group_of: dict) -> None:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .fuse import fuse
+from .fuse import fuse, replicate_draws
 from .graph import Variable, toposort
 from .layout import layouts
 from .lowering import lower_group
@@ -138,6 +138,7 @@ def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scala
     outputs = list(outputs)
     _check_lowerable(outputs)
     outputs = _dense_loop_inputs(outputs)
+    outputs = replicate_draws(outputs)     # each kernel recomputes the random numbers it reads
     lays = layouts(outputs)
     groups = fuse(outputs, lays)
     plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs, n_updates, update_targets)

@@ -31,6 +31,7 @@ from .errors import GraphError
 from .graph import Variable, constant, rebuild, toposort
 from .ops.args import Arg, Slice
 from .ops.scan import Scan
+from .ops.random import RandomDraw
 from .ops.shape import Alloc, Arange, Reshape
 from .specialize import DynamicPlan, Level2Context
 
@@ -43,7 +44,7 @@ def _size_inputs(node: Variable) -> list[Variable]:
     """The non-constant size operands of a reshape/alloc/arange (DynamicPlan's static vars)."""
     if isinstance(node.op, Arange):
         return [v for v in node.inputs if not v.is_constant]
-    if isinstance(node.op, (Reshape, Alloc)):
+    if isinstance(node.op, (Reshape, Alloc, RandomDraw)):
         return [v for v in node.inputs[1:] if not v.is_constant]
     if isinstance(node.op, Scan):   # its n_steps
         return [v for v in node.inputs[:1] if not v.is_constant]

@@ -14,7 +14,9 @@ Taps are rewritten before the op sees them: a sequence read at taps [-1, 0, 1] b
 shifted views of it (the loop runs len - 2 steps), and an output read at taps [-2, -1] is
 carried as a window of its last two values (the initial value's last two rows to start with).
 
-``updates`` is always empty (no random streams yet). The kernel backends run a scan as a Loop
+``updates`` maps the shared variables the step updates to their values after the last step:
+the step's own returned updates, and the state of every random stream the step draws from
+(carried from step to step, so each step draws new numbers). Pass them to theta.function. The kernel backends run a scan as a Loop
 of its step's kernels (compiler/pipeline.py, runtime/loop.py), except a loop that stops on a
 condition (``until``) or a step that indexes with values it reads per step (reference only).
 """
@@ -80,7 +82,7 @@ def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_
         state_in.append(p)
     nonseq_in = [_placeholder(v.type.shape, v.dtype, v.name) for v in nonseqs]
     result = fn(*seq_in, *step_state_args, *nonseq_in)
-    outs, condition = _step_result(result, label)
+    outs, condition, step_updates = _step_result(result, label)
     if not infos:
         infos = [None] * len(outs)
     if len(outs) != len(infos):
@@ -112,10 +114,24 @@ def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_
             initial.append(init[-window:])
             windows.append(window)
 
+    # Shared variables the step updates (its returned updates, and the default updates of the
+    # random streams it draws from) are carried from step to step as hidden states; their last
+    # values are scan's updates.
+    carried = _carried_updates(step_updates, state_outs + plain_outs + ([condition] if condition is not None else []),
+                               label)
+    hidden_in = [_placeholder(v.type.shape, v.dtype, f"{v.name or 'shared'}[t-1]") for v, _ in carried]
+    n_user_states = len(state_outs)
+    step_outs = state_outs + [e for _, e in carried] + plain_outs + ([condition] if condition is not None else [])
+    if carried:
+        step_outs = rebuild(step_outs, {v: p for (v, _), p in zip(carried, hidden_in)})
+    state_in += hidden_in
+    initial += [v for v, _ in carried]
+    windows += [0] * len(carried)
+    n_states = n_user_states + len(carried)
+
     # Everything else the step reads becomes a non-sequence (placeholder in, outer value passed).
     inner_inputs = seq_in + state_in + nonseq_in
     known = {id(p) for p in inner_inputs}
-    step_outs = state_outs + plain_outs + ([condition] if condition is not None else [])
     free = [v for v in toposort(step_outs) if v.is_leaf and not v.is_constant and id(v) not in known]
     lifted = {v: _placeholder(v.type.shape, v.dtype, v.name) for v in free}
     inner_outs = rebuild(step_outs, lifted) if lifted else step_outs
@@ -123,17 +139,19 @@ def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_
     outer = seqs + initial + nonseqs + list(lifted)
     steps = _n_steps(n_steps, seqs, label)
 
-    op = Scan(tuple(inner_inputs), tuple(inner_outs), len(seqs), len(state_outs), bool(go_backwards), 0, name,
+    op = Scan(tuple(inner_inputs), tuple(inner_outs), len(seqs), n_states, bool(go_backwards), 0, name,
               condition is not None, truncate_gradient)
-    stacked = [op.at(k)(steps, *outer) for k in range(len(state_outs) + len(plain_outs))]
-    stacked = [s[:, -1] if w else s for s, w in zip(stacked, windows)] + stacked[len(state_outs):]
+    stacked = [op.at(k)(steps, *outer) for k in range(n_states + len(plain_outs))]
+    stacked = [s[:, -1] if w else s for s, w in zip(stacked, windows)] + stacked[n_states:]
+    updates = OrderedDict((v, stacked[n_user_states + k][-1]) for k, (v, _) in enumerate(carried))
+    stacked = stacked[:n_user_states] + stacked[n_states:]
     # back in the user's order
-    results, s_it, p_it = [], iter(stacked[:len(state_outs)]), iter(stacked[len(state_outs):])
+    results, s_it, p_it = [], iter(stacked[:n_user_states]), iter(stacked[n_user_states:])
     for info in infos:
         results.append(next(p_it) if info is None else next(s_it))
     if len(results) == 1 and not return_list:
-        return results[0], OrderedDict()
-    return results, OrderedDict()
+        return results[0], updates
+    return results, updates
 
 
 def map(fn: Callable, sequences, non_sequences=None, go_backwards: bool = False, name: str | None = None):
@@ -181,7 +199,7 @@ def _shift_in(window: Variable, value: Variable) -> Variable:
 
 
 def _step_result(result, label: str):
-    """(the step's outputs, its until condition or None)."""
+    """(the step's outputs, its until condition or None, its updates as a dict)."""
     from .tensor.basic import as_tensor_variable
     parts = list(result) if isinstance(result, tuple) else [result]
     condition = None
@@ -189,12 +207,46 @@ def _step_result(result, label: str):
         condition = parts.pop().condition
         if condition.ndim != 0:
             raise GraphError(f"{label}: until needs a scalar condition, got {describe(condition)}")
+    updates: dict = {}
     if parts and isinstance(parts[-1], dict):
-        if parts.pop():
-            raise NotImplementedError(f"{label}: a step that returns updates needs random streams (not yet)")
+        updates = parts.pop()
+    elif parts and isinstance(parts[0], dict):      # Theano also accepts (updates, outputs)
+        updates = parts.pop(0)
     if len(parts) == 1 and isinstance(parts[0], (list, tuple)):
         parts = list(parts[0])
-    return [as_tensor_variable(o) for o in parts], condition
+    return [as_tensor_variable(o) for o in parts], condition, updates
+
+
+def _carried_updates(step_updates: dict, step_outs: list, label: str) -> list:
+    """[(shared variable, its value after a step)]: the step's own updates, then the default
+    updates (random streams' counters) of the shared variables the step reads."""
+    from .shared import SharedVariable
+    from .tensor.basic import as_tensor_variable, cast
+    carried = []
+    for var, expr in (step_updates.items() if isinstance(step_updates, dict) else step_updates):
+        if not isinstance(var, SharedVariable):
+            raise GraphError(f"{label}: the step updates {describe(var)}, which is not a shared variable")
+        expr = as_tensor_variable(expr)
+        if expr.ndim != var.ndim or (expr.dtype != var.dtype and not _same_kind(expr.dtype, var.dtype)):
+            raise GraphError(f"{label}: the step updates {describe(var)} with {describe(expr)}: types differ")
+        carried.append((var, cast(expr, var.dtype) if expr.dtype != var.dtype else expr))
+    pending = step_outs + [e for _, e in carried]
+    seen = {id(v) for v, _ in carried}
+    while pending:
+        leaves = [v for v in toposort(pending) if isinstance(v, SharedVariable) and id(v) not in seen]
+        pending = []
+        for var in leaves:
+            seen.add(id(var))
+            upd = getattr(var, "default_update", None)
+            if upd is not None:
+                carried.append((var, upd))
+                pending.append(upd)
+    return carried
+
+
+def _same_kind(src: str, dst: str) -> bool:
+    import numpy as np
+    return bool(np.can_cast(src, dst, "same_kind"))
 
 
 def _n_steps(n_steps, seqs: list, label: str) -> Variable:

@@ -22,6 +22,7 @@ from .graph import Variable, constant, rebuild, toposort
 from .ops.args import Arg, DSlice, Slice
 from .ops.index import IncSubtensor, Subtensor
 from .ops.scan import Scan
+from .ops.random import RandomDraw
 from .ops.shape import Alloc, Arange, Reshape
 from .types import TensorType
 
@@ -44,7 +45,7 @@ def _index_ops(node: Variable) -> bool:
 
 
 def _static_ops(node: Variable) -> bool:
-    return isinstance(node.op, (Reshape, Alloc, Arange, Scan))
+    return isinstance(node.op, (Reshape, Alloc, Arange, Scan, RandomDraw))
 
 
 class DynamicPlan:

@@ -55,7 +55,10 @@ LAUNCHERS_NAME = "theta_emu_launchers"
 TEMPLATE = "emu_launch.cpp.j2"
 BASE_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-pthread", "-fvisibility=hidden",
               # CUDA code type-puns freely (float4 loads of float arrays, char smem as float).
-              "-fno-strict-aliasing")
+              "-fno-strict-aliasing",
+              # No FMA contraction: a*b + c rounds twice, as in NumPy and as the _rn intrinsics
+              # that the random numbers' series use (kernels/prelude.cuh.j2) promise.
+              "-ffp-contract=off")
 ASAN_FLAGS = ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
 ASAN_OPTIONS = "detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:detect_stack_use_after_return=0"
 ASAN_EXIT_CODE = 86

@@ -46,7 +46,7 @@ _LAZY = {
     "foldr": ("theta.compiler.scan", "foldr"),
     "scan_module": ("theta.compiler", "scan"),   # Theano's theano.scan_module.until
 }
-_SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models")
+_SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models", "sandbox")
 
 __all__ = ["function", "In", "grad", "shared", "config", "load", "scan", "map", "reduce", "foldl", "foldr", "tensor", "gradient", "printing", "errors",
            "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions"]

@@ -5,7 +5,8 @@ from ..codegen import Kernel, KernelBuilder, broadcast_strides, elemwise_stateme
 from ..cprint import CTYPES
 from ..fuse import Group
 from ..layout import c_strides
-from ..ops.shape import Reshape
+from ..ops.random import RandomDraw
+from ..ops.shape import Arange, Reshape
 from .common import BLOCK, grid_for, loop_index_type, size, span
 
 
@@ -20,6 +21,10 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
         lay = kb.layout(var)
         param = kb.pointer(var)
         readers = [m for m in group.body if any(i is var for i in m.inputs)]
+        if any(isinstance(m.op, RandomDraw) for m in readers):
+            names[("state", id(var))] = param      # a random state: draws read its two words
+            if all(isinstance(m.op, RandomDraw) for m in readers):
+                continue
         if any(isinstance(m.op, Reshape) for m in readers):
             dims, strides = lay.shape, lay.strides       # a reshape copy reads in its source's order
         else:
@@ -32,7 +37,7 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
         names[id(var)] = var_name
         inputs.append({"param": param, "var": var_name, "ctype": CTYPES[var.dtype], "contiguous": contiguous,
                        "dims": list(dims), "strides": list(strides)})
-    names["index"] = "i"
+    names["index"] = names["flat"] = "i"
     compute = [m for m in group.body if not isinstance(m.op, Reshape)]
     for m in group.body:
         if isinstance(m.op, Reshape):
@@ -41,7 +46,7 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
     outputs = [{"param": kb.pointer(o, write=True, prefix="out"), "value": names[id(o)]} for o in group.outputs]
     vec = (n >= 4 and all(i["contiguous"] for i in inputs)
            and all(v.dtype == "float32" for v in list(group.inputs) + list(group.outputs))
-           and not any(m.op.__class__.__name__ == "Arange" for m in group.body))
+           and not any(isinstance(m.op, (Arange, RandomDraw)) for m in group.body))
     assert not members - {id(m) for m in group.body}
     # a strided (non-contiguous) input computes offsets up to its span, which may pass n
     spans = [span(i["dims"], i["strides"]) for i in inputs if not i["contiguous"]]

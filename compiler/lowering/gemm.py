@@ -27,7 +27,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..codegen import Kernel, KernelBuilder, broadcast_strides, elemwise_statements, offset_expr
+from ..codegen import (Kernel, KernelBuilder, bind_random_states, broadcast_strides, elemwise_statements,
+                       offset_expr)
+from ..layout import c_strides
 from ..cprint import CTYPES
 from ..fuse import Group
 from ..graph import Variable
@@ -87,8 +89,12 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
     mode, team, tile = choose_mode(batch, M, N, K, a, b, acc_dtype)
 
     names: dict = {id(main): "dv"}
+    for state in bind_random_states(kb, group.epilogue, names):
+        names[state] = None               # read by random draws only: no per-element load
     epi_inputs = _epilogue_inputs(group, kb, labels, names)
     names["index"] = INDEX_NAMES[labels[-1]] if labels else "0"   # an Arange over main's only axis
+    # a random draw's element: the C-order flat index of (bz, gi, gj) in main's shape
+    names["flat"] = offset_expr(c_strides(main.type.shape), [INDEX_NAMES[l] for l in labels]) if labels else "0"
     epilogue = elemwise_statements(group.epilogue, names, "e")
     vec_n = N % 4 == 0   # 4-column chunks of a row are then all in or all out of bounds
     outputs = []

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 
-from ..codegen import Kernel, KernelBuilder, broadcast_strides, elemwise_statements
+from ..codegen import Kernel, KernelBuilder, bind_random_states, broadcast_strides, elemwise_statements
 from ..cprint import CTYPES
 from ..fuse import Group
 from ..graph import Variable
@@ -110,7 +110,10 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
     names[id(main)] = main_var
     epi_members = {id(n) for n in group.epilogue} | {id(main)}
     epi_inputs, epi_sources = [], []
-    for k, var in enumerate(_unique(i for n in group.epilogue for i in n.inputs if id(i) not in epi_members)):
+    draw_states = bind_random_states(kb, group.epilogue, names)   # read as two words, not per element
+    names["flat"] = "o"   # a random draw in the epilogue: the output's flat index
+    for k, var in enumerate(_unique(i for n in group.epilogue for i in n.inputs
+                                    if id(i) not in epi_members and id(i) not in draw_states)):
         lay = kb.layout(var)
         strides = _strides_over(lay, var, out_shape)
         names[id(var)] = f"y{k}"

@@ -40,12 +40,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..codegen import Kernel, KernelBuilder, broadcast_strides, elemwise_statements
+from ..codegen import Kernel, KernelBuilder, bind_random_states, broadcast_strides, elemwise_statements
 from ..cprint import CTYPES
 from ..fuse import Group
 from ..graph import Variable
 from ..ops.elemwise import Elemwise
 from ..ops.nnet import CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad, LogSoftmax, Softmax, SoftmaxGrad
+from ..ops.random import RandomDraw
 from ..ops.shape import Arange
 from .common import MAX_GRID, index_type
 
@@ -104,17 +105,18 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
 
     # Epilogue: elementwise statements evaluated per written element, after main's value "r".
     vector_out = len(out_shape) == 1
-    names: dict = {id(main): "r", "index": "row"}
+    names: dict = {id(main): "r", "index": "row", "flat": "row" if vector_out else "(row * K + col)"}
     members = {id(n) for n in group.nodes}
+    draw_states = bind_random_states(kb, group.epilogue, names)   # read as two words, not per element
     ep_inputs = []
     for var in group.inputs:
-        if not any(any(i is var for i in n.inputs) for n in group.epilogue):
+        if id(var) in draw_states or not any(any(i is var for i in n.inputs) for n in group.epilogue):
             continue
         operand = _operand(kb, var, out_shape, f"ev{len(ep_inputs)}")
         names[id(var)] = operand["var"]
         ep_inputs.append(operand)
     for n in group.epilogue:
-        if not isinstance(n.op, (Elemwise, Arange)) or (isinstance(n.op, Arange) and not vector_out):
+        if not isinstance(n.op, (Elemwise, Arange, RandomDraw)) or (isinstance(n.op, Arange) and not vector_out):
             raise NotImplementedError(f"softmax epilogue node {n.op} is not elementwise over rows")
     epilogue = elemwise_statements(group.epilogue, names, "ep")
     outputs = [{"param": kb.pointer(o, write=True, prefix="out"), "value": names[id(o)]} for o in group.outputs]

@@ -1,0 +1,1 @@
+"""``theta.sandbox``: Theano's module path for ``rng_mrg.MRG_RandomStreams``."""
