@@ -21,8 +21,10 @@ from .graph import Variable, clients, toposort
 from .layout import is_view
 from .ops.args import Adv
 from .ops.blas import BatchedDot, Dot
+from .ops.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from .ops.index import Subtensor
 from .ops.nnet import CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad, LogSoftmax, Softmax, SoftmaxGrad
+from .ops.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool
 from .ops.elemwise import Elemwise
 from .ops.random import RandomDraw
 from .ops.reduce import ArgReduce, Reduce
@@ -139,12 +141,12 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
         if p.family == "elemwise" and c.family == "reduce" and isinstance(c.main.op, (Reduce, ArgReduce)) \
                 and not c.prologue and via is c.main.inputs[0] and p.shape == via.type.shape and only_read_by(p, c):
             return "prologue"
-        if c.family == "elemwise" and p.family in ("reduce", "gemm", "softmax") \
+        if c.family == "elemwise" and p.family in ("reduce", "gemm", "softmax", "conv", "pool") \
                 and isinstance(p.main.op, EPILOGUE_HOSTS) and c.shape == p.main.type.shape \
                 and via.type.shape == c.shape:
             return "epilogue"
         # an elementwise producer that only the epilogue reads (dot(x, W) + x*3): computed there too
-        if p.family == "elemwise" and c.family in ("reduce", "gemm", "softmax") and c.epilogue \
+        if p.family == "elemwise" and c.family in ("reduce", "gemm", "softmax", "conv", "pool") and c.epilogue \
                 and any(via is i for n in c.epilogue for i in n.inputs) \
                 and p.shape == c.main.type.shape and only_read_by(p, c):
             return "epilogue_input"
@@ -208,7 +210,8 @@ MAX_KERNEL_POINTERS = 480
 
 # Ops whose kernels can apply elementwise code to their results before writing them.
 EPILOGUE_HOSTS = (Reduce, Dot, BatchedDot, Softmax, LogSoftmax, SoftmaxGrad, CrossentropySoftmaxInt,
-                  CrossentropySoftmaxIntGrad)
+                  CrossentropySoftmaxIntGrad, Conv2d, Conv2dGradInputs, Conv2dGradWeights,
+                  Pool, MaxPoolGrad, MaxPoolGradGrad, AveragePoolGrad)
 
 
 def _draws_fit(p: Group, c: Group, kind: str) -> bool:

@@ -134,7 +134,7 @@ def inplace_updates(groups: Sequence[Group], lays: dict, leaves: Sequence[Variab
             continue   # a leaf, a constant or a view: copied after the step
         g = groups[step]
         if sum(o is value for o in outputs) != 1 or id(leaf) in read_after or step <= last_report \
-                or g.family not in ("elemwise", "gemm", "reduce", "softmax") \
+                or g.family not in ("elemwise", "gemm", "reduce", "softmax", "conv") \
                 or value.type.shape != leaf.type.shape or value.dtype != leaf.dtype:
             continue
         same_element = {id(n) for n in g.body + g.epilogue if n.type.shape == leaf.type.shape}
