@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import sparse
 from . import specialize as spz
 from .errors import DTypeError, GraphError, InputError, ShapeError, ThetaError, describe
 from .graph import Variable, rebuild, toposort, user_stacklevel
@@ -52,6 +53,8 @@ class Function:
             raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
         if isinstance(inputs, (Variable, In)):
             raise InputError("theta.function: inputs must be a list of variables")
+        # a sparse matrix input is its CSR arrays (compiler/sparse.py); a call binds its value to them
+        inputs, self._sparse = sparse.expand_inputs(inputs)
         self.inputs = [i if isinstance(i, In) else In(i) for i in inputs]
         for i in self.inputs:
             if isinstance(i.variable, SharedVariable):
@@ -170,6 +173,8 @@ class Function:
         return outs
 
     def _bind(self, args, kwargs) -> list[np.ndarray]:
+        if getattr(self, "_sparse", None):
+            args, kwargs = sparse.bind_args(self._sparse, args, kwargs, self._what(), self.allow_input_downcast)
         if len(args) > len(self.inputs):
             raise InputError(f"{self._what()} takes {len(self.inputs)} inputs, got {len(args)}")
         slots: list[Any] = list(args) + [_MISSING] * (len(self.inputs) - len(args))

@@ -46,7 +46,8 @@ _LAZY = {
     "foldr": ("theta.compiler.scan", "foldr"),
     "scan_module": ("theta.compiler", "scan"),   # Theano's theano.scan_module.until
 }
-_SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models", "sandbox")
+_SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models", "sparse",
+               "sandbox")
 
 __all__ = ["function", "In", "grad", "shared", "config", "load", "scan", "map", "reduce", "foldl", "foldr", "tensor", "gradient", "printing", "errors",
            "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions"]
