@@ -58,9 +58,21 @@ class RandomStreams:
     whose state lives in a shared variable (see the module docstring)."""
 
     def __init__(self, seed: int | None = None) -> None:
-        self.state = SharedVariable(np.array([_key(_check_seed(seed)), 0], dtype=np.int64), name="rng_state")
-        self.state.default_update = self.state + constant(np.array([0, 1], dtype=np.int64))
+        self._make_state(np.array([_key(_check_seed(seed)), 0], dtype=np.int64))
         self._streams = 0
+
+    def _make_state(self, value: np.ndarray) -> None:
+        self.state = SharedVariable(value, name="rng_state")
+        self.state.default_update = self.state + constant(np.array([0, 1], dtype=np.int64))
+
+    # Pickling keeps the state's value and the stream count; the default update is rebuilt
+    # (a shared variable pickles as its value alone).
+    def __getstate__(self) -> dict:
+        return {"state": self.state.get_value(), "streams": self._streams}
+
+    def __setstate__(self, saved: dict) -> None:
+        self._make_state(np.asarray(saved["state"], dtype=np.int64))
+        self._streams = int(saved["streams"])
 
     # -- Theano's bookkeeping ---------------------------------------------------------------------
     @property

@@ -129,6 +129,8 @@ def test_state_saves_restores_and_pickles():
     assert _bits(f()) == _bits(a)
     srng2 = pickle.loads(pickle.dumps(srng))
     assert np.array_equal(srng2.state.get_value(), srng.state.get_value())
+    g = theta.function([], srng2.normal((10,)))     # the copy's draws advance its own state
+    assert _bits(g()) != _bits(g()) and srng2.state.get_value()[1] == saved[1] + 3
 
 
 def test_saved_function_continues_the_stream(tmp_path):
