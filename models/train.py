@@ -1,31 +1,38 @@
-"""Minibatch SGD training of the models on an embedded dataset (the `theta train` job).
+"""Minibatch training of the zoo's classifiers on an embedded dataset (the `theta train` job).
 
 The classic Theano pattern: the dataset lives in shared variables, and a minibatch is a
 symbolic slice of it selected by an integer index through ``givens`` (on a device backend
-that is an offset into device memory, not a copy).
+that is an offset into device memory, not a copy). The update rule is one of models/optim.py;
+early stopping keeps the parameters of the best validation epoch (restored at the end).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
 
 import theta
-import theta.tensor as T
+from theta.errors import ThetaError
 
 from ..runtime.data import Minibatches
+from . import optim
+from .classifiers import build, spec
 from .data import Dataset, load_digits
-from .logreg import LogisticRegression
-from .mlp import MLP
+
+
+class TrainingDiverged(ThetaError, FloatingPointError):
+    """The training cost became NaN or infinite."""
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    model: str = "mlp"            # "logreg" | "mlp"
-    epochs: int = 40
+    model: str = "mlp"            # a name of models.classifiers.MODELS
+    epochs: int | None = None     # None: the model's default
     batch_size: int = 20
-    learning_rate: float = 0.1
+    learning_rate: float | None = None   # None: the model's default
+    optimizer: str | None = None         # None: the model's default (models.optim.OPTIMIZERS)
     n_hidden: int = 64
     l2: float = 1e-4
     seed: int = 1234
@@ -42,20 +49,20 @@ class TrainResult:
     test_error: float
     seconds: float
     history: list
+    stopped_early: bool = False
+    backend: str = "reference"
+    floatX: str = "float32"
 
 
 def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
+    s = spec(cfg.model)
+    epochs = cfg.epochs or s.epochs
+    lr = cfg.learning_rate if cfg.learning_rate is not None else s.lr
+    rule = optim.get(cfg.optimizer or s.optimizer)
     data = data or load_digits(theta.config.floatX, seed=cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    x, y, index = T.matrix("x"), T.ivector("y"), T.lscalar("index")
-    if cfg.model == "logreg":
-        model = LogisticRegression(x, data.n_in, data.n_classes)
-        cost = model.negative_log_likelihood(y)
-    elif cfg.model == "mlp":
-        model = MLP(rng, x, data.n_in, cfg.n_hidden, data.n_classes)
-        cost = model.negative_log_likelihood(y) + cfg.l2 * model.l2
-    else:
-        raise ValueError(f"unknown model {cfg.model!r}; choose 'logreg' or 'mlp'")
+    model = build(cfg.model, np.random.default_rng(cfg.seed), data.n_in, data.n_classes, cfg.n_hidden, cfg.seed)
+    x, y, index = model.x, model.y, theta.tensor.lscalar("index")
+    cost = model.cost + optim.penalty(model.weights, l2=cfg.l2) if cfg.l2 else model.cost
 
     bs = cfg.batch_size
     # Datasets live in shared variables (uploaded once on a GPU); a minibatch is a slice selected
@@ -64,13 +71,14 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
                               resident=True, backend=cfg.backend)
             for name, split in (("train", data.train), ("valid", data.valid), ("test", data.test))}
 
-    grads = theta.grad(cost, model.params)
-    updates = [(p, p - cfg.learning_rate * g) for p, g in zip(model.params, grads)]
+    updates = rule(cost, model.params, learning_rate=lr)
+    updates.update(model.updates)           # running statistics of batch-norm layers
     train_step = theta.function([index], cost, updates=updates, givens=sets["train"].givens({x: "x", y: "y"}, index),
                                 name="train_step", backend=cfg.backend)
-    error_fns = {name: theta.function([index], model.errors(y), givens=sets[name].givens({x: "x", y: "y"}, index),
+    error_fns = {name: theta.function([index], model.errors, givens=sets[name].givens({x: "x", y: "y"}, index),
                                       name=f"{name}_errors", backend=cfg.backend)
                  for name in ("valid", "test")}
+    kept = list(updates)                    # everything a step writes: restored with the best epoch
 
     def error_rate(name) -> float:
         mb = sets[name]
@@ -78,26 +86,36 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
         return wrong / mb.n
 
     best = (np.inf, 0, np.inf)  # valid error, epoch, test error at that epoch
-    best_params = [p.get_value() for p in model.params]
+    best_values = [p.get_value() for p in kept]
     history = []
     start = time.perf_counter()
-    bar = _progress(cfg.epochs, cfg.model, progress)
-    epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
-        costs = [float(train_step(i)) for i in sets["train"].epoch()]
+    bar = _progress(epochs, cfg.model, progress)
+    epoch, stopped = 0, False
+    for epoch in range(1, epochs + 1):
+        costs = []
+        for step, i in enumerate(sets["train"].epoch()):
+            c = float(train_step(i))
+            if not math.isfinite(c):
+                bar.close()
+                raise TrainingDiverged(
+                    f"{cfg.model}: the training cost became {c} at epoch {epoch}, minibatch {step} "
+                    f"(learning rate {lr}, optimizer {cfg.optimizer or s.optimizer}); try a lower --lr")
+            costs.append(c)
         valid = error_rate("valid")
         history.append({"epoch": epoch, "cost": float(np.mean(costs)), "valid_error": valid})
         if valid < best[0]:
             best = (valid, epoch, error_rate("test"))
-            best_params = [p.get_value() for p in model.params]
+            best_values = [p.get_value() for p in kept]
         bar.update(1)
         bar.set_postfix(cost=f"{np.mean(costs):.4f}", valid=f"{100 * valid:.2f}%", best=f"{100 * best[0]:.2f}%")
         if epoch - best[1] >= cfg.patience:
+            stopped = epoch < epochs
             break
     bar.close()
-    for p, v in zip(model.params, best_params):
+    for p, v in zip(kept, best_values):
         p.set_value(v)
-    return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, history)
+    return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, history,
+                       stopped, train_step.options.backend, theta.config.floatX)
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -2,7 +2,10 @@
 import subprocess
 import sys
 
+import pytest
+
 import theta
+from theta.models.classifiers import MODELS
 from theta.models.train import TrainConfig, train
 
 
@@ -27,9 +30,35 @@ def test_cli_train_runs():
 
 
 def test_cli_bad_argument_is_a_clean_error():
-    out = subprocess.run([sys.executable, "-m", "theta", "train", "--model", "nope"],
+    for args in (["--model", "nope"], ["nope"]):
+        out = subprocess.run([sys.executable, "-m", "theta", "train", *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and "unknown model 'nope'" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "theta", "train", "--optimizer", "adamw"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "mlp"])   # mlp: the main job's test above
+def test_every_model_reaches_its_quality_bar(name):
+    """The bar stated in the README (`theta list`), with the model's default options (LeNet
+    with fewer epochs, to stay fast)."""
+    result = train(TrainConfig(model=name, epochs=10 if name == "lenet" else None), progress=False)
+    assert result.test_error < MODELS[name].max_test_error, result
+    assert result.history[-1]["cost"] < result.history[0]["cost"]
+
+
+def test_a_diverging_run_stops_with_a_clear_message():
+    out = subprocess.run([sys.executable, "-m", "theta", "train", "mlp", "--lr", "inf", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "training cost became nan" in out.stderr and "lower --lr" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_list_and_version():
+    out = subprocess.run([sys.executable, "-m", "theta", "list"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and all(name in out.stdout for name in MODELS)
+    out = subprocess.run([sys.executable, "-m", "theta", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("theta ")
 
 
 def test_floatx_restored():
