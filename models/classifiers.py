@@ -51,6 +51,7 @@ class Spec:
     lr: float = 0.1
     optimizer: str = "sgd"
     epochs: int = 40
+    pretrain: Callable | None = None   # (model, data, cfg) -> curves: unsupervised pretraining first
 
 
 def _mlp(act: str, pieces: int = 1, dropout: float = 0.0, depth: int = 1):
@@ -80,6 +81,37 @@ def _resmlp(rng, n_in, n_classes, hidden, srng):
             + [Softmax(hidden, n_classes)])
 
 
+class _Stack(list):
+    """Layers that also carry the unsupervised stack pretraining them (SdA, DBN)."""
+    stack = None
+
+
+def _sda(rng, n_in, n_classes, hidden, srng):
+    from .autoencoders import StackedDenoisingAutoencoder
+    stack = StackedDenoisingAutoencoder(rng, srng, n_in, [hidden, hidden])
+    layers = _Stack(stack.layers + [Softmax(hidden, n_classes)])
+    layers.stack = stack
+    return layers
+
+
+def _dbn(rng, n_in, n_classes, hidden, srng):
+    from .rbm import DeepBeliefNet
+    stack = DeepBeliefNet(rng, srng, n_in, [hidden, hidden])
+    layers = _Stack(stack.layers + [Softmax(hidden, n_classes)])
+    layers.stack = stack
+    return layers
+
+
+def _pretrain_sda(model, data, cfg):
+    from .autoencoders import sda_pretraining_hook
+    return sda_pretraining_hook(model, data, cfg)
+
+
+def _pretrain_dbn(model, data, cfg):
+    from .rbm import dbn_pretraining_hook
+    return dbn_pretraining_hook(model, data, cfg)
+
+
 class _Flatten:
     params: list = []
     updates: OrderedDict = OrderedDict()
@@ -102,6 +134,10 @@ MODELS: dict[str, Spec] = {s.name: s for s in [
          lr=0.05, optimizer="momentum", epochs=20),
     Spec("resmlp", "residual MLP: 4 residual ReLU blocks", _resmlp, "test error < 5%", 0.05,
          lr=0.02, optimizer="momentum", epochs=20),
+    Spec("sda", "stacked denoising autoencoders: pretrained, then fine-tuned", _sda, "test error < 5%", 0.05,
+         lr=0.1, optimizer="momentum", epochs=20, pretrain=_pretrain_sda),
+    Spec("dbn", "deep belief net: RBMs pretrained by CD-1, then fine-tuned", _dbn, "test error < 5%", 0.05,
+         lr=0.1, optimizer="momentum", epochs=20, pretrain=_pretrain_dbn),
 ]}
 
 
@@ -116,4 +152,7 @@ def build(name: str, rng: np.random.Generator, n_in: int, n_classes: int, hidden
           seed: int = 1234) -> Classifier:
     s = spec(name)
     srng = RandomStreams(seed)
-    return Classifier(s.layers(rng, n_in, n_classes, hidden, srng), s.image)
+    layers = s.layers(rng, n_in, n_classes, hidden, srng)
+    model = Classifier(list(layers), s.image)
+    model.stack = getattr(layers, "stack", None)
+    return model

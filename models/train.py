@@ -52,6 +52,7 @@ class TrainResult:
     stopped_early: bool = False
     backend: str = "reference"
     floatX: str = "float32"
+    pretraining: list = dataclasses.field(default_factory=list)   # per layer, the cost per epoch
 
 
 def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
@@ -79,6 +80,8 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
                                       name=f"{name}_errors", backend=cfg.backend)
                  for name in ("valid", "test")}
     kept = list(updates)                    # everything a step writes: restored with the best epoch
+    start = time.perf_counter()
+    pretraining = s.pretrain(model, data, cfg) if s.pretrain is not None else []
 
     def error_rate(name) -> float:
         mb = sets[name]
@@ -88,7 +91,6 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
     best = (np.inf, 0, np.inf)  # valid error, epoch, test error at that epoch
     best_values = [p.get_value() for p in kept]
     history = []
-    start = time.perf_counter()
     bar = _progress(epochs, cfg.model, progress)
     epoch, stopped = 0, False
     for epoch in range(1, epochs + 1):
@@ -115,7 +117,7 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
     for p, v in zip(kept, best_values):
         p.set_value(v)
     return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, history,
-                       stopped, train_step.options.backend, theta.config.floatX)
+                       stopped, train_step.options.backend, theta.config.floatX, pretraining)
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -8,42 +8,41 @@ import sys
 from .compiler.errors import ThetaError
 
 
-def _models() -> dict:
-    from theta.models.classifiers import MODELS
-    return MODELS
+def _zoo() -> dict:
+    from theta.models.zoo import ZOO
+    return ZOO
 
 
 def _train(args) -> int:
     import theta
-    from theta.models.train import TrainConfig, train
     if args.floatX:
         theta.config.floatX = args.floatX
     names = args.models or ([args.model] if args.model else ["logreg", "mlp"])
     names = ["logreg", "mlp"] if names == ["both"] else names
-    unknown = [n for n in names if n not in _models()]
+    unknown = [n for n in names if n not in _zoo()]
     if unknown:
         print(f"theta: error: unknown model {unknown[0]!r}; `theta list` shows the models "
-              f"({', '.join(_models())})", file=sys.stderr)
+              f"({', '.join(_zoo())})", file=sys.stderr)
         return 2
-    results = []
-    for name in names:
-        cfg = TrainConfig(model=name, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                          optimizer=args.optimizer, n_hidden=args.hidden, seed=args.seed, backend=args.backend)
-        results.append(train(cfg, progress=not args.quiet))
-    print(f"{'model':14} {'epochs':>6} {'best':>5} {'valid err':>10} {'test err':>9} {'time':>7}")
-    for r in results:
-        note = f"  (early stop: kept epoch {r.best_epoch})" if r.stopped_early else ""
-        print(f"{r.model:14} {r.epochs_run:6d} {r.best_epoch:5d} {100 * r.valid_error:9.2f}% "
-              f"{100 * r.test_error:8.2f}% {r.seconds:6.1f}s{note}")
-    print(f"backend {results[0].backend}, {results[0].floatX}")
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
+               "hidden": args.hidden, "seed": args.seed, "backend": args.backend, "progress": not args.quiet}
+    outcomes = [_zoo()[name].run(options) for name in names]
+    # one table per kind of figures (classifiers share theirs)
+    for keys in dict.fromkeys(tuple(o.figures) for o in outcomes):
+        print(f"{'model':14} " + " ".join(f"{k:>{max(len(k), 9)}}" for k in keys) + f" {'time':>7}")
+        for o in (o for o in outcomes if tuple(o.figures) == keys):
+            print(f"{o.model:14} " + " ".join(f"{str(o.figures[k]):>{max(len(k), 9)}}" for k in keys)
+                  + f" {o.seconds:6.1f}s" + ("" if o.passed else "  (below its quality bar)")
+                  + (f"  ({o.note})" if o.note else ""))
+    from theta.compiler.options import CompileOptions
+    print(f"backend {CompileOptions.from_config(args.backend).backend}, {theta.config.floatX}")
     return 0
 
 
 def _list(args) -> int:
-    print(f"{'model':14} {'defaults':26} {'quality bar (digits)':22} description")
-    for s in _models().values():
-        defaults = f"{s.optimizer} lr={s.lr} {s.epochs} ep"
-        print(f"{s.name:14} {defaults:26} {s.quality:22} {s.summary}")
+    print(f"{'model':14} {'defaults':26} {'quality bar':28} description")
+    for e in _zoo().values():
+        print(f"{e.name:14} {e.defaults:26} {e.quality:28} {e.summary}")
     return 0
 
 
@@ -57,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                        formatter_class=fmt)
     t.add_argument("models", nargs="*", metavar="MODEL", help="models to train (default: logreg and mlp)")
     t.add_argument("--model", default=None, help="a model name, or 'both' for logreg and mlp (older spelling)")
-    t.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default: the model's; for rnn/lstm, units of 50 steps)")
     t.add_argument("--batch-size", type=int, default=20)
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's)")
     t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"],

@@ -1,0 +1,107 @@
+"""Every model `theta train` knows: the classifiers (models/classifiers.py, trained by
+models/train.py) and the unsupervised and recurrent models, each with its quality bar.
+
+``run(name, options)`` trains one and returns an ``Outcome``: the figures the CLI prints and
+the tests assert (the bars are stated in the README and by `theta list`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import theta
+from theta.errors import GraphError
+
+from . import classifiers
+
+
+@dataclasses.dataclass
+class Outcome:
+    model: str
+    figures: dict            # name -> value, in print order
+    passed: bool             # the quality bar
+    seconds: float
+    note: str = ""
+    result: object = None    # the trainer's own result (TrainResult, histories)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    summary: str
+    quality: str
+    defaults: str
+    run: Callable             # (options: dict) -> Outcome
+
+
+def _classifier(name: str) -> Entry:
+    spec = classifiers.MODELS[name]
+
+    def run(o: dict) -> Outcome:
+        from .train import TrainConfig, train
+        r = train(TrainConfig(model=name, epochs=o.get("epochs"), batch_size=o.get("batch_size", 20),
+                              learning_rate=o.get("lr"), optimizer=o.get("optimizer"), n_hidden=o.get("hidden", 64),
+                              seed=o.get("seed", 1234), backend=o.get("backend")), progress=o.get("progress", False))
+        note = f"early stop: kept epoch {r.best_epoch} of {r.epochs_run}" if r.stopped_early else ""
+        return Outcome(name, {"epochs": r.epochs_run, "best epoch": r.best_epoch,
+                              "valid err": f"{100 * r.valid_error:.2f}%", "test err": f"{100 * r.test_error:.2f}%"},
+                       r.test_error < spec.max_test_error, r.seconds, note, r)
+
+    return Entry(name, spec.summary, spec.quality, f"{spec.optimizer} lr={spec.lr} {spec.epochs} ep", run)
+
+
+def _dae(o: dict) -> Outcome:
+    from .autoencoders import train_dae
+    from .data import load_digits
+    start = time.perf_counter()
+    r = train_dae(load_digits(theta.config.floatX, seed=o.get("seed", 1234)).train.x, n_hidden=o.get("hidden", 64),
+                  epochs=o.get("epochs") or 15, batch_size=o.get("batch_size", 20), lr=o.get("lr") or 0.1,
+                  seed=o.get("seed", 1234), backend=o.get("backend"))
+    first, last = r["history"][0]["reconstruction_error"], r["history"][-1]["reconstruction_error"]
+    return Outcome("dae", {"epochs": len(r["history"]) - 1, "recon err start": f"{first:.3f}",
+                           "recon err end": f"{last:.3f}"}, last < 0.25 * first, time.perf_counter() - start, "", r)
+
+
+def _rbm(o: dict) -> Outcome:
+    from .data import load_digits
+    from .rbm import train_rbm
+    start = time.perf_counter()
+    r = train_rbm(load_digits(theta.config.floatX, seed=o.get("seed", 1234)).train.x, n_hidden=o.get("hidden", 64),
+                  epochs=o.get("epochs") or 10, batch_size=o.get("batch_size", 20), lr=o.get("lr") or 0.05,
+                  seed=o.get("seed", 1234), backend=o.get("backend"))
+    first, last = r["history"][0]["monitor"], r["history"][-1]["monitor"]
+    return Outcome("rbm", {"epochs": len(r["history"]), "pseudo-LL first epoch": f"{first:.2f}",
+                           "pseudo-LL last epoch": f"{last:.2f}"}, last > first + 5, time.perf_counter() - start, "", r)
+
+
+def _adding(cell: str) -> Callable:
+    def run(o: dict) -> Outcome:
+        from .recurrent import train_adding
+        start = time.perf_counter()
+        r = train_adding(cell, length=20, n_hidden=o.get("hidden") or 32, steps=(o.get("epochs") or 6) * 50,
+                         batch_size=o.get("batch_size", 20), lr=o.get("lr") or 0.01, seed=o.get("seed", 1234),
+                         backend=o.get("backend"))
+        return Outcome(cell, {"steps": r["history"][-1]["step"], "length": 20, "test mse": f"{r['test_mse']:.4f}",
+                              "predict-the-mean mse": "0.1667"}, r["test_mse"] < 0.05, time.perf_counter() - start,
+                       "", r)
+    return run
+
+
+ZOO: dict[str, Entry] = {name: _classifier(name) for name in classifiers.MODELS}
+ZOO.update({
+    "dae": Entry("dae", "denoising autoencoder, tied weights, masking noise 0.3", "recon error falls to < 25%",
+                 "sgd lr=0.1 15 ep", _dae),
+    "rbm": Entry("rbm", "RBM trained by persistent CD-1", "pseudo-LL rises by > 5 nats", "pcd lr=0.05 10 ep", _rbm),
+    "rnn": Entry("rnn", "tanh RNN on the adding problem (T=20)", "test mse < 0.05 (fails)", "adam lr=0.01 300 steps",
+                 _adding("rnn")),
+    "lstm": Entry("lstm", "LSTM on the adding problem (T=20)", "test mse < 0.05", "adam lr=0.01 300 steps",
+                  _adding("lstm")),
+})
+
+
+def entry(name: str) -> Entry:
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise GraphError(f"unknown model {name!r}; `theta list` shows the models ({', '.join(ZOO)})") from None
