@@ -97,3 +97,14 @@ def test_rbm_cd_k_runs_its_gibbs_chain_as_a_scan_with_fresh_samples_per_step():
     r = train_rbm(load_digits().train.x[:200], epochs=2, k=3, persistent=False)
     costs = [h["monitor"] for h in r["history"]]
     assert np.isfinite(costs).all() and costs[1] < costs[0]     # reconstruction cross-entropy falls
+
+
+def test_random_search_samples_each_hyperparameter_and_reports_the_best():
+    from theta.models.search import random_search
+    trials = random_search("logreg", trials=3, epochs=3)
+    assert len({t.params["learning_rate"] for t in trials}) == 3
+    assert [t.valid_error for t in trials] == sorted(t.valid_error for t in trials)
+    assert all(0.013 <= t.params["learning_rate"] <= 1.3 for t in trials)
+    out = subprocess.run([sys.executable, "-m", "theta", "search", "logreg", "--trials", "2", "--epochs", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "best of 2 trials for logreg" in out.stdout, out.stderr

@@ -39,6 +39,28 @@ def _train(args) -> int:
     return 0
 
 
+def _search(args) -> int:
+    from theta.models.classifiers import MODELS
+    from theta.models.search import random_search
+    if args.model not in MODELS:
+        print(f"theta: error: random search runs on the classifiers ({', '.join(MODELS)}), not {args.model!r}",
+              file=sys.stderr)
+        return 2
+
+    def report(k, t):
+        if not args.quiet:
+            print(f"trial {k + 1:3d}: valid {100 * t.valid_error:6.2f}%  " +
+                  " ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                           for key, value in t.params.items()), flush=True)
+
+    trials = random_search(args.model, args.trials, args.epochs, args.seed, args.backend, report)
+    best = trials[0]
+    print(f"best of {len(trials)} trials for {args.model}: valid error {100 * best.valid_error:.2f}%, "
+          f"test error {100 * best.test_error:.2f}% with " +
+          ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()))
+    return 0
+
+
 def _list(args) -> int:
     print(f"{'model':14} {'defaults':26} {'quality bar':28} description")
     for e in _zoo().values():
@@ -69,10 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--floatX", choices=["float32", "float64"], default=None)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(run=_train)
+    s = sub.add_parser("search", help="random search over a classifier's hyperparameters (Bergstra & Bengio)",
+                       formatter_class=fmt)
+    s.add_argument("model", metavar="MODEL")
+    s.add_argument("--trials", type=int, default=10)
+    s.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the model's)")
+    s.add_argument("--seed", type=int, default=1234)
+    s.add_argument("--backend", choices=["reference", "emu", "cuda", "auto"], default=None)
+    s.add_argument("--quiet", action="store_true", help="only the best trial")
+    s.set_defaults(run=_search)
     ls = sub.add_parser("list", help="the models with their defaults and quality bars")
     ls.set_defaults(run=_list)
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "hidden"):
+    for name in ("epochs", "batch_size", "hidden", "trials"):
         value = getattr(args, name, 1)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
