@@ -17,7 +17,7 @@ import theta
 from theta.errors import ThetaError
 
 from ..runtime.data import Minibatches
-from . import optim
+from . import checkpoint, optim
 from .classifiers import build, spec
 from .data import Dataset, load_digits
 
@@ -38,6 +38,14 @@ class TrainConfig:
     seed: int = 1234
     backend: str | None = None
     patience: int = 10            # epochs without validation improvement before stopping
+    out: str | None = None        # a directory for the checkpoint written after every epoch
+    resume: bool = False          # continue from the checkpoint in ``out`` if there is one
+    overwrite: bool = False       # start over even if ``out`` holds a checkpoint
+
+    def identity(self) -> dict:
+        """What a checkpoint must agree on to be resumed (not the epoch budget)."""
+        keys = ("model", "batch_size", "learning_rate", "optimizer", "n_hidden", "l2", "seed", "backend")
+        return {k: getattr(self, k) for k in keys} | {"floatX": theta.config.floatX}
 
 
 @dataclasses.dataclass
@@ -53,6 +61,7 @@ class TrainResult:
     backend: str = "reference"
     floatX: str = "float32"
     pretraining: list = dataclasses.field(default_factory=list)   # per layer, the cost per epoch
+    state: dict = dataclasses.field(default_factory=dict)         # name -> final value of each state variable
 
 
 def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
@@ -80,8 +89,16 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
                                       name=f"{name}_errors", backend=cfg.backend)
                  for name in ("valid", "test")}
     kept = list(updates)                    # everything a step writes: restored with the best epoch
+    # a checkpoint holds every shared variable the step reads or writes but the data itself
+    # (parameters, optimizer state, running statistics, random-stream states)
+    data_vars = {id(v) for mb in sets.values() for v in mb.shared.values()}
+    state_vars = [v for v in train_step.shared if id(v) not in data_vars]
     start = time.perf_counter()
-    pretraining = s.pretrain(model, data, cfg) if s.pretrain is not None else []
+    if cfg.out and not cfg.resume and not cfg.overwrite and checkpoint.exists(cfg.out):
+        raise checkpoint.ArtifactError(f"{cfg.out} already holds a checkpoint: pass --resume to continue that run, "
+                                       "or --overwrite to start over")
+    saved = checkpoint.load(cfg.out, cfg.identity(), state_vars) if cfg.out and cfg.resume else None
+    pretraining = s.pretrain(model, data, cfg) if s.pretrain is not None and saved is None else []
 
     def error_rate(name) -> float:
         mb = sets[name]
@@ -90,10 +107,16 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
 
     best = (np.inf, 0, np.inf)  # valid error, epoch, test error at that epoch
     best_values = [p.get_value() for p in kept]
-    history = []
+    history, first = [], 1
+    if saved is not None:
+        t = saved["trainer"]
+        best, history, pretraining, first = tuple(t["best"]), t["history"], t["pretraining"], t["epoch"] + 1
+        best_values = saved["best_values"]
+        sets["train"].restore(saved["position"])
     bar = _progress(epochs, cfg.model, progress)
-    epoch, stopped = 0, False
-    for epoch in range(1, epochs + 1):
+    bar.update(first - 1)
+    epoch, stopped = first - 1, False
+    for epoch in range(first, epochs + 1):
         costs = []
         for step, i in enumerate(sets["train"].epoch()):
             c = float(train_step(i))
@@ -108,6 +131,9 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
         if valid < best[0]:
             best = (valid, epoch, error_rate("test"))
             best_values = [p.get_value() for p in kept]
+        if cfg.out:
+            checkpoint.save(cfg.out, cfg.identity(), state_vars, best_values, sets["train"].position(),
+                            {"epoch": epoch, "best": list(best), "history": history, "pretraining": pretraining})
         bar.update(1)
         bar.set_postfix(cost=f"{np.mean(costs):.4f}", valid=f"{100 * valid:.2f}%", best=f"{100 * best[0]:.2f}%")
         if epoch - best[1] >= cfg.patience:
@@ -117,7 +143,8 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
     for p, v in zip(kept, best_values):
         p.set_value(v)
     return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, history,
-                       stopped, train_step.options.backend, theta.config.floatX, pretraining)
+                       stopped, train_step.options.backend, theta.config.floatX, pretraining,
+                       {v.name: v.get_value() for v in state_vars})
 
 
 def _progress(total: int, desc: str, enabled: bool):

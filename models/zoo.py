@@ -42,7 +42,9 @@ def _classifier(name: str) -> Entry:
         from .train import TrainConfig, train
         r = train(TrainConfig(model=name, epochs=o.get("epochs"), batch_size=o.get("batch_size", 20),
                               learning_rate=o.get("lr"), optimizer=o.get("optimizer"), n_hidden=o.get("hidden", 64),
-                              seed=o.get("seed", 1234), backend=o.get("backend")), progress=o.get("progress", False))
+                              seed=o.get("seed", 1234), backend=o.get("backend"), out=o.get("out"),
+                              resume=o.get("resume", False), overwrite=o.get("overwrite", False)),
+                  progress=o.get("progress", False))
         note = f"early stop: kept epoch {r.best_epoch} of {r.epochs_run}" if r.stopped_early else ""
         return Outcome(name, {"epochs": r.epochs_run, "best epoch": r.best_epoch,
                               "valid err": f"{100 * r.valid_error:.2f}%", "test err": f"{100 * r.test_error:.2f}%"},

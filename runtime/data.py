@@ -94,6 +94,21 @@ class Minibatches:
                                            backend=self.backend, name="shuffle")
         self._permute(perm)
 
+    # -- position (checkpoints) -------------------------------------------------------------------
+    def position(self) -> dict:
+        """Where the iteration stands: epochs done and the current order of the rows."""
+        return {"epochs_done": self.epochs_done, "order": self.order.copy()}
+
+    def restore(self, position: Mapping) -> None:
+        """Continue from ``position()`` of an earlier run over the same arrays (a resident
+        dataset's shared copies are put back in that order)."""
+        order = np.asarray(position["order"], dtype=np.int64)
+        if order.shape != (self.n,) or not np.array_equal(np.sort(order), np.arange(self.n)):
+            raise InputError(f"Minibatches.restore: the saved order is not a permutation of {self.n} rows")
+        self.epochs_done, self.order = int(position["epochs_done"]), order
+        for name, var in self.shared.items():
+            var.set_value(self.arrays[name][order])
+
     # -- iteration -------------------------------------------------------------------------------
     def permutation(self, epoch: int) -> np.ndarray:
         """The row permutation applied at the start of ``epoch`` (reproducible)."""

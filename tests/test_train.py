@@ -108,3 +108,40 @@ def test_random_search_samples_each_hyperparameter_and_reports_the_best():
     out = subprocess.run([sys.executable, "-m", "theta", "search", "logreg", "--trials", "2", "--epochs", "2"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "best of 2 trials for logreg" in out.stdout, out.stderr
+
+
+def _checkpoint_state(directory) -> dict:
+    import numpy as np
+    with np.load(directory / "checkpoint.npz") as z:
+        return {k: z[k] for k in z.files if k != "meta"}
+
+
+def test_a_run_killed_midway_and_resumed_ends_bitwise_equal(tmp_path):
+    """SIGKILL at a random point after the first checkpoint, then --resume: the parameters,
+    optimizer state, random-stream state and data order end as in the uninterrupted run."""
+    import os
+    import random
+    import signal
+    import time
+    args = [sys.executable, "-m", "theta", "train", "relu-dropout", "--epochs", "6", "--optimizer", "adam",
+            "--lr", "0.002", "--quiet"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert subprocess.run(args + ["--out", str(whole)], capture_output=True, timeout=300).returncode == 0
+    proc = subprocess.Popen(args + ["--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (cut / "checkpoint.npz").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0, 0.5))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    again = subprocess.run(args + ["--out", str(cut)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "--resume" in again.stderr          # never overwritten silently
+    resumed = subprocess.run(args + ["--out", str(cut), "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _checkpoint_state(whole), _checkpoint_state(cut)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k
+    other = subprocess.run(args[:4] + ["maxout"] + args[5:] + ["--out", str(cut), "--resume"],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2 and "another run" in other.stderr

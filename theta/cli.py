@@ -25,7 +25,21 @@ def _train(args) -> int:
               f"({', '.join(_zoo())})", file=sys.stderr)
         return 2
     options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
-               "hidden": args.hidden, "seed": args.seed, "backend": args.backend, "progress": not args.quiet}
+               "hidden": args.hidden, "seed": args.seed, "backend": args.backend, "progress": not args.quiet,
+               "resume": args.resume, "overwrite": args.overwrite}
+    if (args.resume or args.overwrite) and not args.out:
+        print("theta: error: --resume and --overwrite need --out DIR", file=sys.stderr)
+        return 2
+    if args.out and len(names) > 1:
+        print("theta: error: --out takes one model at a time", file=sys.stderr)
+        return 2
+    if args.out:
+        from theta.models.classifiers import MODELS
+        if names[0] not in MODELS:
+            print(f"theta: error: checkpoints (--out) are written for the classifiers, not {names[0]!r}",
+                  file=sys.stderr)
+            return 2
+        options["out"] = args.out
     outcomes = [_zoo()[name].run(options) for name in names]
     # one table per kind of figures (classifiers share theirs)
     for keys in dict.fromkeys(tuple(o.figures) for o in outcomes):
@@ -90,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="where to run (default: theta.config.backend)")
     t.add_argument("--floatX", choices=["float32", "float64"], default=None)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--out", default=None, metavar="DIR", help="write a checkpoint there after every epoch")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    t.add_argument("--overwrite", action="store_true", help="start over even if --out holds a checkpoint")
     t.set_defaults(run=_train)
     s = sub.add_parser("search", help="random search over a classifier's hyperparameters (Bergstra & Bengio)",
                        formatter_class=fmt)
