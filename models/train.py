@@ -64,15 +64,36 @@ class TrainResult:
     state: dict = dataclasses.field(default_factory=dict)         # name -> final value of each state variable
 
 
-def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
+@dataclasses.dataclass
+class Setup:
+    """What a training run compiles: the model, its training cost and the step's updates."""
+    spec: object
+    model: object
+    cost: object
+    updates: dict
+    epochs: int
+    lr: float
+    optimizer: str
+
+
+def setup(cfg: TrainConfig, data: Dataset) -> Setup:
+    """The model of ``cfg`` with its cost (plus L2) and updates (the update rule's, then the
+    layers' running statistics); shared by `theta train` and `theta compile`."""
     s = spec(cfg.model)
-    epochs = cfg.epochs or s.epochs
     lr = cfg.learning_rate if cfg.learning_rate is not None else s.lr
-    rule = optim.get(cfg.optimizer or s.optimizer)
-    data = data or load_digits(theta.config.floatX, seed=cfg.seed)
+    name = cfg.optimizer or s.optimizer
     model = build(cfg.model, np.random.default_rng(cfg.seed), data.n_in, data.n_classes, cfg.n_hidden, cfg.seed)
-    x, y, index = model.x, model.y, theta.tensor.lscalar("index")
     cost = model.cost + optim.penalty(model.weights, l2=cfg.l2) if cfg.l2 else model.cost
+    updates = optim.get(name)(cost, model.params, learning_rate=lr)
+    updates.update(model.updates)           # running statistics of batch-norm layers
+    return Setup(s, model, cost, updates, cfg.epochs or s.epochs, lr, name)
+
+
+def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
+    data = data or load_digits(theta.config.floatX, seed=cfg.seed)
+    run = setup(cfg, data)
+    s, model, cost, updates, epochs, lr = run.spec, run.model, run.cost, run.updates, run.epochs, run.lr
+    x, y, index = model.x, model.y, theta.tensor.lscalar("index")
 
     bs = cfg.batch_size
     # Datasets live in shared variables (uploaded once on a GPU); a minibatch is a slice selected
@@ -81,8 +102,6 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
                               resident=True, backend=cfg.backend)
             for name, split in (("train", data.train), ("valid", data.valid), ("test", data.test))}
 
-    updates = rule(cost, model.params, learning_rate=lr)
-    updates.update(model.updates)           # running statistics of batch-norm layers
     train_step = theta.function([index], cost, updates=updates, givens=sets["train"].givens({x: "x", y: "y"}, index),
                                 name="train_step", backend=cfg.backend)
     error_fns = {name: theta.function([index], model.errors, givens=sets[name].givens({x: "x", y: "y"}, index),
@@ -124,7 +143,7 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
                 bar.close()
                 raise TrainingDiverged(
                     f"{cfg.model}: the training cost became {c} at epoch {epoch}, minibatch {step} "
-                    f"(learning rate {lr}, optimizer {cfg.optimizer or s.optimizer}); try a lower --lr")
+                    f"(learning rate {lr}, optimizer {run.optimizer}); try a lower --lr")
             costs.append(c)
         valid = error_rate("valid")
         history.append({"epoch": epoch, "cost": float(np.mean(costs)), "valid_error": valid})

@@ -75,6 +75,40 @@ def _search(args) -> int:
     return 0
 
 
+def _config(args, model: str):
+    from theta.models.train import TrainConfig
+    return TrainConfig(model=model, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                       optimizer=args.optimizer, n_hidden=args.hidden, seed=args.seed, backend=args.backend)
+
+
+def _compile(args) -> int:
+    import theta
+    from theta.models.classifiers import MODELS
+    from theta.models.jobs import compile_job
+    if args.floatX:
+        theta.config.floatX = args.floatX
+    if args.model not in MODELS:
+        print(f"theta: error: jobs are compiled for the classifiers ({', '.join(MODELS)}), not {args.model!r}",
+              file=sys.stderr)
+        return 2
+    out = compile_job(_config(args, args.model), args.output, overwrite=args.overwrite)
+    print(f"compiled {args.model} into {out}: run it with `theta run {out}`")
+    return 0
+
+
+def _run(args) -> int:
+    from theta.models.jobs import run_job
+    r = run_job(args.job, resume=args.resume, progress=not args.quiet)
+    keys = ("epochs", "best epoch", "valid err", "test err")
+    print(f"{'model':14} " + " ".join(f"{k:>{max(len(k), 9)}}" for k in keys) + f" {'time':>7}")
+    figures = (r["epochs_run"], r["best_epoch"], f"{100 * r['valid_error']:.2f}%", f"{100 * r['test_error']:.2f}%")
+    note = f"  (early stop: kept epoch {r['best_epoch']} of {r['epochs_run']})" if r["stopped_early"] else ""
+    print(f"{r['model']:14} " + " ".join(f"{str(v):>{max(len(k), 9)}}" for k, v in zip(keys, figures))
+          + f" {r['seconds']:6.1f}s{note}")
+    print(f"backend {r['backend']}, {r['floatX']}")
+    return 0
+
+
 def _list(args) -> int:
     print(f"{'model':14} {'defaults':26} {'quality bar':28} description")
     for e in _zoo().values():
@@ -117,6 +151,24 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--backend", choices=["reference", "emu", "cuda", "auto"], default=None)
     s.add_argument("--quiet", action="store_true", help="only the best trial")
     s.set_defaults(run=_search)
+    c = sub.add_parser("compile", help="compile a classifier's training job into a directory (run it with `theta run`)",
+                       formatter_class=fmt)
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("-o", "--output", required=True, metavar="JOB", help="the job directory to write")
+    for flag, kw in (("--epochs", dict(type=int, default=None)), ("--batch-size", dict(type=int, default=20)),
+                     ("--lr", dict(type=float, default=None)), ("--hidden", dict(type=int, default=64)),
+                     ("--seed", dict(type=int, default=1234))):
+        c.add_argument(flag, **kw)
+    c.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"], default=None)
+    c.add_argument("--backend", choices=["emu", "cuda", "auto"], default="emu")
+    c.add_argument("--floatX", choices=["float32", "float64"], default=None)
+    c.add_argument("--overwrite", action="store_true", help="replace an existing job directory")
+    c.set_defaults(run=_compile)
+    r = sub.add_parser("run", help="train from a compiled job directory (no compiler needed)")
+    r.add_argument("job", metavar="JOB")
+    r.add_argument("--resume", action="store_true", help="continue from the job's checkpoint")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(run=_run)
     ls = sub.add_parser("list", help="the models with their defaults and quality bars")
     ls.set_defaults(run=_list)
     args = parser.parse_args(argv)
