@@ -24,6 +24,27 @@ class Outcome:
     seconds: float
     note: str = ""
     result: object = None    # the trainer's own result (TrainResult, histories)
+    pictures: list = dataclasses.field(default_factory=list)   # PNG files written
+
+
+def pictures(outcome: Outcome, directory) -> list:
+    """Write ``outcome``'s learning curve and first-layer filters as PNGs into ``directory``."""
+    import pathlib
+    from . import plots
+    d, name, r = pathlib.Path(directory), outcome.model, outcome.result
+    out = []
+    if isinstance(r, dict):          # unsupervised and recurrent runs: their histories
+        key = {"dae": "reconstruction_error", "rbm": "monitor"}.get(name, "test_mse")
+        out.append(plots.learning_curve(r["history"], d / f"{name}-curve.png", f"{name}: {key.replace('_', ' ')}",
+                                        x="step" if key == "test_mse" else "epoch", left=key, right=None))
+        if "model" in r:
+            out.append(plots.filters(r["model"].W.get_value(), d / f"{name}-filters.png", f"{name}: filters"))
+        return out
+    out.append(plots.learning_curve(r.history, d / f"{name}-curve.png", f"{name}: training cost, validation error"))
+    first = next((v for k, v in r.state.items() if k.endswith(".W") and (v.ndim == 4 or v.shape[0] == 64)), None)
+    if first is not None:
+        out.append(plots.filters(first, d / f"{name}-filters.png", f"{name}: first layer's filters"))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,8 @@ def test_logreg_learns():
 
 
 def test_cli_train_runs():
-    out = subprocess.run([sys.executable, "-m", "theta", "train", "--model", "logreg", "--epochs", "3", "--quiet"],
+    out = subprocess.run([sys.executable, "-m", "theta", "train", "--model", "logreg", "--epochs", "3", "--quiet",
+                          "--no-plots"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "logreg" in out.stdout and "test err" in out.stdout
@@ -145,3 +146,12 @@ def test_a_run_killed_midway_and_resumed_ends_bitwise_equal(tmp_path):
     other = subprocess.run(args[:4] + ["maxout"] + args[5:] + ["--out", str(cut), "--resume"],
                            capture_output=True, text=True, timeout=300)
     assert other.returncode == 2 and "another run" in other.stderr
+
+
+def test_train_draws_its_learning_curve_and_filters(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "theta", "train", "logreg", "rbm", "--epochs", "2", "--quiet",
+                          "--plots", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for name in ("logreg-curve.png", "logreg-filters.png", "rbm-curve.png", "rbm-filters.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(tmp_path / name) in out.stdout       # it says where they are

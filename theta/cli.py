@@ -41,6 +41,13 @@ def _train(args) -> int:
             return 2
         options["out"] = args.out
     outcomes = [_zoo()[name].run(options) for name in names]
+    if not args.no_plots:
+        import pathlib
+        import platformdirs
+        from theta.models.zoo import pictures
+        where = pathlib.Path(args.plots or args.out or pathlib.Path(platformdirs.user_cache_dir("theta")) / "runs")
+        for o in outcomes:
+            o.pictures = pictures(o, where)
     # one table per kind of figures (classifiers share theirs)
     for keys in dict.fromkeys(tuple(o.figures) for o in outcomes):
         print(f"{'model':14} " + " ".join(f"{k:>{max(len(k), 9)}}" for k in keys) + f" {'time':>7}")
@@ -50,6 +57,9 @@ def _train(args) -> int:
                   + (f"  ({o.note})" if o.note else ""))
     from theta.compiler.options import CompileOptions
     print(f"backend {CompileOptions.from_config(args.backend).backend}, {theta.config.floatX}")
+    for o in outcomes:
+        if o.pictures:
+            print(f"{o.model}: " + ", ".join(str(p) for p in o.pictures))
     return 0
 
 
@@ -141,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", default=None, metavar="DIR", help="write a checkpoint there after every epoch")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     t.add_argument("--overwrite", action="store_true", help="start over even if --out holds a checkpoint")
+    t.add_argument("--plots", default=None, metavar="DIR",
+                   help="where the PNGs go (default: --out, else the user cache's theta/runs)")
+    t.add_argument("--no-plots", action="store_true", help="write no PNGs")
     t.set_defaults(run=_train)
     s = sub.add_parser("search", help="random search over a classifier's hyperparameters (Bergstra & Bengio)",
                        formatter_class=fmt)
