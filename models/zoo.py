@@ -54,6 +54,7 @@ class Entry:
     quality: str
     defaults: str
     run: Callable             # (options: dict) -> Outcome
+    dataset: str = "digits (scikit-learn, embedded)"
 
 
 def _classifier(name: str) -> Entry:
@@ -117,9 +118,9 @@ ZOO.update({
                  "sgd lr=0.1 15 ep", _dae),
     "rbm": Entry("rbm", "RBM trained by persistent CD-1", "pseudo-LL rises by > 5 nats", "pcd lr=0.05 10 ep", _rbm),
     "rnn": Entry("rnn", "tanh RNN on the adding problem (T=20)", "test mse < 0.05 (fails)", "adam lr=0.01 300 steps",
-                 _adding("rnn")),
+                 _adding("rnn"), "adding problem (generated)"),
     "lstm": Entry("lstm", "LSTM on the adding problem (T=20)", "test mse < 0.05", "adam lr=0.01 300 steps",
-                  _adding("lstm")),
+                  _adding("lstm"), "adding problem (generated)"),
 })
 
 

@@ -120,9 +120,9 @@ def _run(args) -> int:
 
 
 def _list(args) -> int:
-    print(f"{'model':14} {'defaults':26} {'quality bar':28} description")
+    print(f"{'model':14} {'dataset':27} {'defaults':24} {'quality bar':28} description")
     for e in _zoo().values():
-        print(f"{e.name:14} {e.defaults:26} {e.quality:28} {e.summary}")
+        print(f"{e.name:14} {e.dataset.split(' (')[0]:27} {e.defaults:24} {e.quality:28} {e.summary}")
     return 0
 
 
