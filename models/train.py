@@ -41,6 +41,7 @@ class TrainConfig:
     out: str | None = None        # a directory for the checkpoint written after every epoch
     resume: bool = False          # continue from the checkpoint in ``out`` if there is one
     overwrite: bool = False       # start over even if ``out`` holds a checkpoint
+    distributed: bool = False     # data-parallel over the MPI ranks (train_distributed)
 
     def identity(self) -> dict:
         """What a checkpoint must agree on to be resumed (not the epoch budget)."""
@@ -143,7 +144,8 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
                 bar.close()
                 raise TrainingDiverged(
                     f"{cfg.model}: the training cost became {c} at epoch {epoch}, minibatch {step} "
-                    f"(learning rate {lr}, optimizer {run.optimizer}); try a lower --lr")
+                    f"(learning rate {lr}, optimizer {run.optimizer}); try a lower --lr, or set "
+                    "THETA_FLAGS=nan_guard=True to stop at the first op that makes a NaN or Inf")
             costs.append(c)
         valid = error_rate("valid")
         history.append({"epoch": epoch, "cost": float(np.mean(costs)), "valid_error": valid})
@@ -169,3 +171,50 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
     return tqdm(total=total, desc=f"train {desc}", unit="epoch", disable=not enabled, leave=True)
+
+
+def train_distributed(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
+    """`theta train --distributed` under mpiexec: synchronous data-parallel SGD
+    (theta.distributed.DataParallel), each rank computing the gradient of ``batch_size`` rows of
+    a global minibatch of ``batch_size * ranks``; errors are counted over shards and summed."""
+    import theta.distributed as dist
+    import theta.tensor as T
+    world = dist.init()
+    data = data or load_digits(theta.config.floatX, seed=cfg.seed)
+    run = setup(cfg, data)
+    if run.model.updates or run.spec.pretrain is not None:
+        raise ThetaError(f"{cfg.model} keeps running statistics or pretrains: --distributed trains the other "
+                         "classifiers")
+    model = run.model
+    step = dist.DataParallel([model.x, model.y], run.cost, model.params, optim.get(run.optimizer),
+                             learning_rate=run.lr, backend=cfg.backend)
+    count = theta.function([model.x, model.y], T.sum(T.neq(model.prediction, model.y)), backend=cfg.backend)
+
+    def error_rate(split) -> float:
+        part = slice(world.rank, None, world.size)
+        return world.sum(float(count(split.x[part], split.y[part]))) / len(split)
+
+    bs, n = cfg.batch_size * world.size, len(data.train)
+    order = np.arange(n)
+    best, history, kept = (np.inf, 0, np.inf), [], [p.get_value() for p in model.params]
+    bar = _progress(run.epochs, f"{cfg.model} on {world.size} ranks", progress and world.rank == 0)
+    start, epoch, stopped = time.perf_counter(), 0, False
+    for epoch in range(1, run.epochs + 1):
+        order = order[np.random.default_rng([cfg.seed, epoch - 1]).permutation(n)]
+        costs = [step(data.train.x[order[i:i + bs]], data.train.y[order[i:i + bs]]) for i in range(0, n, bs)]
+        if not all(math.isfinite(c) for c in costs):
+            raise TrainingDiverged(f"{cfg.model}: the training cost became NaN or infinite in epoch {epoch}; "
+                                   "try a lower --lr")
+        valid = error_rate(data.valid)
+        history.append({"epoch": epoch, "cost": float(np.mean(costs)), "valid_error": valid})
+        if valid < best[0]:
+            best, kept = (valid, epoch, error_rate(data.test)), [p.get_value() for p in model.params]
+        bar.update(1)
+        if epoch - best[1] >= cfg.patience:
+            stopped = epoch < run.epochs
+            break
+    bar.close()
+    for p, v in zip(model.params, kept):
+        p.set_value(v)
+    return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, history, stopped,
+                       f"{cfg.backend or theta.config.backend} x {world.size} ranks", theta.config.floatX)

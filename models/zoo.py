@@ -61,11 +61,12 @@ def _classifier(name: str) -> Entry:
     spec = classifiers.MODELS[name]
 
     def run(o: dict) -> Outcome:
-        from .train import TrainConfig, train
-        r = train(TrainConfig(model=name, epochs=o.get("epochs"), batch_size=o.get("batch_size", 20),
+        from .train import TrainConfig, train, train_distributed
+        r = (train_distributed if o.get("distributed") else train)(TrainConfig(model=name, epochs=o.get("epochs"), batch_size=o.get("batch_size", 20),
                               learning_rate=o.get("lr"), optimizer=o.get("optimizer"), n_hidden=o.get("hidden", 64),
                               seed=o.get("seed", 1234), backend=o.get("backend"), out=o.get("out"),
-                              resume=o.get("resume", False), overwrite=o.get("overwrite", False)),
+                              resume=o.get("resume", False), overwrite=o.get("overwrite", False),
+                              distributed=o.get("distributed", False)),
                   progress=o.get("progress", False))
         note = f"early stop: kept epoch {r.best_epoch} of {r.epochs_run}" if r.stopped_early else ""
         return Outcome(name, {"epochs": r.epochs_run, "best epoch": r.best_epoch,

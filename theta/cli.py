@@ -8,6 +8,11 @@ import sys
 from .compiler.errors import ThetaError
 
 
+def _classifiers() -> dict:
+    from theta.models.classifiers import MODELS
+    return MODELS
+
+
 def _zoo() -> dict:
     from theta.models.zoo import ZOO
     return ZOO
@@ -26,7 +31,10 @@ def _train(args) -> int:
         return 2
     options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
                "hidden": args.hidden, "seed": args.seed, "backend": args.backend, "progress": not args.quiet,
-               "resume": args.resume, "overwrite": args.overwrite}
+               "resume": args.resume, "overwrite": args.overwrite, "distributed": args.distributed}
+    if args.distributed and (args.out or any(n not in _classifiers() for n in names)):
+        print("theta: error: --distributed trains the classifiers, without --out", file=sys.stderr)
+        return 2
     if (args.resume or args.overwrite) and not args.out:
         print("theta: error: --resume and --overwrite need --out DIR", file=sys.stderr)
         return 2
@@ -41,6 +49,10 @@ def _train(args) -> int:
             return 2
         options["out"] = args.out
     outcomes = [_zoo()[name].run(options) for name in names]
+    if args.distributed:
+        import theta.distributed as dist
+        if dist.rank() != 0:      # one summary, from rank 0
+            return 0
     if not args.no_plots:
         import pathlib
         import platformdirs
@@ -56,7 +68,11 @@ def _train(args) -> int:
                   + f" {o.seconds:6.1f}s" + ("" if o.passed else "  (below its quality bar)")
                   + (f"  ({o.note})" if o.note else ""))
     from theta.compiler.options import CompileOptions
-    print(f"backend {CompileOptions.from_config(args.backend).backend}, {theta.config.floatX}")
+    backend = CompileOptions.from_config(args.backend).backend
+    if args.distributed:
+        import theta.distributed as dist
+        backend += f" x {dist.size()} MPI ranks"
+    print(f"backend {backend}, {theta.config.floatX}")
     for o in outcomes:
         if o.pictures:
             print(f"{o.model}: " + ", ".join(str(p) for p in o.pictures))
@@ -154,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--plots", default=None, metavar="DIR",
                    help="where the PNGs go (default: --out, else the user cache's theta/runs)")
     t.add_argument("--no-plots", action="store_true", help="write no PNGs")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (run under mpiexec; --batch-size is per rank)")
     t.set_defaults(run=_train)
     s = sub.add_parser("search", help="random search over a classifier's hyperparameters (Bergstra & Bengio)",
                        formatter_class=fmt)

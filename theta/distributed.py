@@ -1,0 +1,205 @@
+"""Data-parallel training over MPI (mpi4py): ``theta.distributed``.
+
+    import theta.distributed as dist
+    world = dist.init()                       # a world of one without mpiexec (or without mpi4py)
+    step = dist.DataParallel([x, y], cost, params, optim.sgd, learning_rate=0.1)
+    for xb, yb in batches:                    # the same global minibatch on every rank
+        step(xb, yb)                          # each rank takes its rows, gradients are averaged
+
+Every rank compiles the same step. It computes the gradient of its shard of the minibatch,
+packed by the step's own kernels into one contiguous vector per dtype (a concatenation of the
+flattened gradients: one all-reduce per step, not one per parameter), the vectors are averaged
+across ranks, and a second compiled function unpacks them (views) and applies the update rule.
+N ranks with batch b therefore follow one process with batch N*b, up to float summation order.
+Parameters start equal (broadcast from rank 0); random streams are decorrelated per rank.
+
+Low-resolution sharing (Seide et al., 2014; the seeds' "sharing only where needed"): with
+``sharing='float16'`` or ``'bfloat16'`` the gradient is rounded before the exchange and the
+rounding error is fed back into the next step's gradient (error feedback), halving the bytes;
+``local_every=k`` skips the gradient exchange and averages the parameters every k steps
+(local SGD). ``bytes_exchanged`` counts what this rank sent.
+
+Collectives are non-blocking calls polled against a timeout, so a rank that died makes the
+others raise ``DistributedError`` instead of hanging.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .compiler.errors import ThetaError
+
+DEFAULT_TIMEOUT = 120.0
+
+
+class DistributedError(ThetaError, RuntimeError):
+    """A collective call failed or timed out (another rank died or hangs)."""
+
+
+class World:
+    """The ranks of this job: MPI's COMM_WORLD, or a world of one."""
+
+    def __init__(self, comm=None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.comm, self.timeout = comm, timeout
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.size = comm.Get_size() if comm is not None else 1
+
+    def _wait(self, request, what: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not request.Test():
+            if time.monotonic() > deadline:
+                raise DistributedError(f"rank {self.rank}/{self.size}: {what} did not complete within "
+                                       f"{self.timeout:.0f} s: another rank died or stopped calling it")
+            time.sleep(0.0005)
+
+    def allreduce(self, buf: np.ndarray) -> np.ndarray:
+        """Sum of ``buf`` over the ranks, in place."""
+        if self.size == 1:
+            return buf
+        from mpi4py import MPI
+        self._wait(self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM), "an all-reduce")
+        return buf
+
+    def allgather(self, buf: np.ndarray) -> np.ndarray:
+        """(size, *buf.shape): every rank's ``buf``."""
+        out = np.empty((self.size,) + buf.shape, dtype=buf.dtype)
+        if self.size == 1:
+            out[0] = buf
+            return out
+        self._wait(self.comm.Iallgather(buf, out), "an all-gather")
+        return out
+
+    def broadcast(self, buf: np.ndarray) -> np.ndarray:
+        if self.size > 1:
+            self._wait(self.comm.Ibcast(buf, root=0), "a broadcast")
+        return buf
+
+    def sum(self, value: float) -> float:
+        return float(self.allreduce(np.array([value], dtype=np.float64))[0])
+
+
+_world: World | None = None
+
+
+def init(timeout: float = DEFAULT_TIMEOUT) -> World:
+    """The world of this process: MPI's when started by mpiexec/srun with mpi4py installed, else
+    a world of one (so one script runs either way)."""
+    global _world
+    if _world is None:
+        comm = None
+        try:
+            from mpi4py import MPI
+            if MPI.COMM_WORLD.Get_size() > 1:
+                comm = MPI.COMM_WORLD
+        except ImportError:
+            comm = None
+        _world = World(comm, timeout)
+    return _world
+
+
+def rank() -> int:
+    return init().rank
+
+
+def size() -> int:
+    return init().size
+
+
+# --------------------------------------------------------------------------- low resolution
+
+def _round(x: np.ndarray, sharing: str) -> np.ndarray:
+    """``x`` (float32/64) rounded to the exchange precision, as the 16-bit payload."""
+    if sharing == "float16":
+        return x.astype(np.float16)
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    # round to nearest even on the 16 bits that stay (NaN/Inf pass through their top bits)
+    rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+    return (rounded >> np.uint32(16)).astype(np.uint16)
+
+
+def _widen(payload: np.ndarray, sharing: str, dtype) -> np.ndarray:
+    if sharing == "float16":
+        return payload.astype(dtype)
+    return (payload.astype(np.uint32) << np.uint32(16)).view(np.float32).astype(dtype)
+
+
+# ------------------------------------------------------------------------------- the step
+
+class DataParallel:
+    """A data-parallel training step: ``step(*inputs)`` with the *global* minibatch on every rank
+    (each rank takes rows ``rank::size`` of every input with a leading batch axis); returns the
+    cost averaged over the ranks. ``rule`` is an update builder of theta.models.optim (called
+    with the gradients), ``rule_kw`` its hyperparameters."""
+
+    def __init__(self, inputs: Sequence, cost, params: Sequence, rule: Callable, *, backend: str | None = None,
+                 sharing: str = "exact", local_every: int | None = None, world: World | None = None,
+                 **rule_kw) -> None:
+        import theta
+        import theta.tensor as T
+        if sharing not in ("exact", "float16", "bfloat16"):
+            raise ThetaError(f"sharing must be 'exact', 'float16' or 'bfloat16', not {sharing!r}")
+        if local_every is not None and (not isinstance(local_every, int) or local_every < 1):
+            raise ThetaError(f"local_every must be a positive number of steps, got {local_every!r}")
+        self.world = world or init()
+        self.params, self.sharing, self.local_every = list(params), sharing, local_every
+        self.steps, self.bytes_exchanged = 0, 0
+        grads = theta.grad(cost, self.params)
+        # one packed vector per dtype, written by the gradient kernels themselves
+        self.dtypes = sorted({p.dtype for p in self.params})
+        packed = [T.concatenate([g.flatten() for g, p in zip(grads, self.params) if p.dtype == dt]) for dt in self.dtypes]
+        self._grads = theta.function(list(inputs), [cost] + packed, backend=backend, name="dp_gradients")
+        # the update, from the averaged vectors: each parameter's gradient is a reshaped slice
+        vectors = [T.vector(f"grad_{dt}", dtype=dt) for dt in self.dtypes]
+        offsets = {dt: 0 for dt in self.dtypes}
+        pieces = []
+        for p in self.params:
+            shape = p.get_value(borrow=True).shape
+            n = int(np.prod(shape))
+            v = vectors[self.dtypes.index(p.dtype)]
+            pieces.append(v[offsets[p.dtype]:offsets[p.dtype] + n].reshape(shape))
+            offsets[p.dtype] += n
+        self._apply = theta.function(vectors, [], updates=rule(pieces, self.params, **rule_kw), backend=backend,
+                                     name="dp_update")
+        self._residual = [np.zeros(offsets[dt], dtype=dt) for dt in self.dtypes]
+        self._sync_start()
+
+    def _sync_start(self) -> None:
+        """The same parameters everywhere (rank 0's), and random streams of their own per rank."""
+        for p in self.params:
+            p.set_value(self.world.broadcast(np.ascontiguousarray(p.get_value())))
+        for v in self._grads.shared:
+            if getattr(v, "default_update", None) is not None and v.name == "rng_state":
+                state = v.get_value()
+                key = (int(state[0]) + 0x632BE59BD9B4E019 * self.world.rank) % 2 ** 64
+                state[0] = key - 2 ** 64 if key >= 2 ** 63 else key
+                v.set_value(state)
+
+    def _exchange(self, vec: np.ndarray, k: int) -> np.ndarray:
+        """The average over the ranks of ``vec`` (the k-th packed gradient), at the sharing's precision."""
+        w = self.world
+        if self.sharing == "exact":
+            self.bytes_exchanged += vec.nbytes
+            return w.allreduce(np.array(vec)) / w.size
+        corrected = vec + self._residual[k]
+        payload = _round(corrected, self.sharing)
+        self._residual[k] = corrected - _widen(payload, self.sharing, vec.dtype)   # error feedback
+        self.bytes_exchanged += payload.nbytes
+        everyone = w.allgather(payload)
+        return np.sum([_widen(row, self.sharing, vec.dtype) for row in everyone], axis=0) / w.size
+
+    def __call__(self, *batch):
+        w = self.world
+        shard = [np.asarray(b)[w.rank::w.size] if np.ndim(b) else b for b in batch]
+        cost, *vectors = self._grads(*shard)
+        self.steps += 1
+        if self.local_every is None:
+            vectors = [self._exchange(np.ascontiguousarray(v), k) for k, v in enumerate(vectors)]
+        self._apply(*vectors)
+        if self.local_every is not None and self.steps % self.local_every == 0:
+            for p in self.params:        # local SGD: average the parameters every k steps
+                value = np.ascontiguousarray(p.get_value())
+                self.bytes_exchanged += value.nbytes
+                p.set_value(w.allreduce(value) / w.size)
+        return w.sum(float(cost)) / w.size
