@@ -6,10 +6,10 @@ import sys
 import traceback
 from types import ModuleType
 
-from . import compile, kernels, launch, mlp, sanitize, sparse
+from . import compile, distributed, kernels, launch, mlp, sanitize, sparse
 from .common import Report, Skip, gpu_unavailable, no_gpu_sentence
 
-BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (launch, mlp, kernels, sanitize, compile, sparse)}
+BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (launch, mlp, kernels, sanitize, compile, sparse, distributed)}
 
 
 def parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

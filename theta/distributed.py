@@ -179,6 +179,8 @@ class DataParallel:
     def _exchange(self, vec: np.ndarray, k: int) -> np.ndarray:
         """The average over the ranks of ``vec`` (the k-th packed gradient), at the sharing's precision."""
         w = self.world
+        if w.size == 1:
+            return vec                       # a world of one exchanges nothing
         if self.sharing == "exact":
             self.bytes_exchanged += vec.nbytes
             return w.allreduce(np.array(vec)) / w.size
@@ -200,6 +202,6 @@ class DataParallel:
         if self.local_every is not None and self.steps % self.local_every == 0:
             for p in self.params:        # local SGD: average the parameters every k steps
                 value = np.ascontiguousarray(p.get_value())
-                self.bytes_exchanged += value.nbytes
+                self.bytes_exchanged += value.nbytes if w.size > 1 else 0
                 p.set_value(w.allreduce(value) / w.size)
         return w.sum(float(cost)) / w.size
