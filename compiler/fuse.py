@@ -14,7 +14,9 @@ through strides. Groups then merge along edges, as long as no cycle appears betw
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import heapq
 import itertools
 
 from .graph import Variable, clients, toposort
@@ -68,6 +70,7 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
     """Kernel groups of the graph of ``outputs`` in a valid execution order (``lays`` from
     compiler.layout.layouts: which values are views)."""
     order = toposort(outputs)
+    pos = {id(v): k for k, v in enumerate(order)}   # each node's place in the execution order
     group_of: dict[int, Group] = {}
     groups: list[Group] = []
     for v in order:
@@ -98,10 +101,6 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
                 stack.extend(x.inputs)
         return found
 
-    def deps() -> dict:
-        return {id(g): set().union(*(source_groups(i) for n in g.nodes for i in n.inputs)) - {id(g)}
-                for g in groups}
-
     def reader_groups(n: Variable) -> set:
         """Groups reading ``n`` (directly or through views)."""
         found, stack = set(), list(users.get(id(n), []))
@@ -118,19 +117,70 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
         """Nothing but ``c`` (and ``p`` itself) needs ``p``'s results."""
         return all(id(n) not in out_ids and reader_groups(n) <= {id(p), id(c)} for n in p.nodes)
 
-    def indirect_path(dep: dict, p: Group, c: Group) -> bool:
-        """Is there a path p -> X -> ... -> c through some other group X (merging would cycle)?"""
-        stack = [gid for gid, ds in dep.items() if id(p) in ds and gid != id(c)]
-        seen = set()
+    # The group graph, kept up to date as groups merge (built once, never recomputed): ``dep[g]``
+    # the groups whose results g reads, ``rdr[g]`` the groups reading g's, and ``label`` a
+    # topological numbering (a group's label is above those of the groups it reads) that bounds
+    # the searches for paths: a group labelled above c's label cannot reach c.
+    dep = {id(g): set().union(*(source_groups(i) for n in g.nodes for i in n.inputs)) - {id(g)} for g in groups}
+    rdr: dict[int, set] = {id(g): set() for g in groups}
+    for gid, ds in dep.items():
+        for d in ds:
+            rdr[d].add(gid)
+    label = {id(g): k for k, g in enumerate(groups)}   # creation order is topological
+    if any(label[d] >= label[gid] for gid, ds in dep.items() for d in ds):
+        raise AssertionError("fusion: kernel groups are not in a topological order")
+
+    def indirect_path(p: Group, c: Group) -> set | None:
+        """Is there a path p -> X -> ... -> c through some other group X (merging would cycle)?
+        None if there is; else the groups labelled below c that p reaches (for ``relabel``)."""
+        limit = label[id(c)]
+        stack = [gid for gid in rdr[id(p)] if gid != id(c)]
+        seen: set = set()
         while stack:
             gid = stack.pop()
             if gid == id(c):
-                return True
-            if gid in seen:
+                return None
+            if gid in seen or label[gid] > limit:
                 continue
             seen.add(gid)
-            stack.extend(g2 for g2, ds in dep.items() if gid in ds)
-        return False
+            stack.extend(rdr[gid])
+        return seen
+
+    def relabel(p: Group, c: Group, keep: Group, below_c: set) -> None:
+        """The labels once p and c (p labelled below c) are one group ``keep``: among the labels
+        from p's to c's, the groups c reads (directly or not) take the lowest, then the merged
+        group, then the groups reading p take the highest; others keep theirs (Pearce and
+        Kelly's dynamic topological order, applied to an edge contraction)."""
+        lo = label[id(p)]
+        stack = [gid for gid in dep[id(c)] if gid != id(p)]
+        above_p: set = set()
+        while stack:
+            gid = stack.pop()
+            if gid in above_p or label[gid] < lo:
+                continue
+            above_p.add(gid)
+            stack.extend(dep[gid])
+        before = sorted(above_p, key=label.__getitem__)
+        after = sorted(below_c, key=label.__getitem__)
+        pool = sorted([label[gid] for gid in before + after] + [label[id(p)], label[id(c)]])
+        del label[id(p)], label[id(c)]
+        for gid, lab in zip(before, pool):
+            label[gid] = lab
+        label[id(keep)] = pool[len(before)]
+        for gid, lab in zip(after, pool[len(before) + 2:]):
+            label[gid] = lab
+
+    def join_edges(keep: Group, gone: Group) -> None:
+        k, g = id(keep), id(gone)
+        gone_dep, gone_rdr = dep.pop(g), rdr.pop(g)
+        for x in gone_dep:
+            rdr[x].discard(g)
+            rdr[x].add(k)
+        for r in gone_rdr:
+            dep[r].discard(g)
+            dep[r].add(k)
+        dep[k] = (dep[k] | gone_dep) - {k, g}
+        rdr[k] = (rdr[k] | gone_rdr) - {k, g}
 
     def merge_kind(p: Group, c: Group, via: Variable) -> str | None:
         if p.family == "elemwise" and c.family == "elemwise":
@@ -165,41 +215,71 @@ def fuse(outputs: list[Variable], lays: dict) -> list[Group]:
         reads = {id(i) for n in p.nodes + c.nodes for i in n.inputs if id(i) not in members}
         return len(reads) + len(p.nodes) + len(c.nodes) > MAX_KERNEL_POINTERS
 
-    changed = True
-    while changed:
-        changed = False
-        dep = deps()
-        for c in groups:
-            for n in c.nodes:
-                for via in n.inputs:
-                    p = group_of.get(id(via))
-                    if p is None or p is c:
-                        continue
-                    kind = merge_kind(p, c, via)
-                    if kind is not None and not _draws_fit(p, c, kind):
-                        continue
-                    if kind is None or indirect_path(dep, p, c) or reads_own_result(p, c) \
-                            or too_many_params(p, c):
-                        continue
-                    keep, gone, parts = _merged(p, c, kind, order)
-                    if not _phases_ok(keep, *parts):
-                        continue
-                    keep.prologue, keep.body, keep.epilogue = parts
-                    for m in gone.nodes:
-                        group_of[id(m)] = keep
-                    groups.remove(gone)
-                    changed = True
-                    break
-                if changed:
-                    break
-            if changed:
-                break
+    def merge_first(c: Group) -> tuple | None:
+        """Merge along the first edge into ``c`` (its members in order, their inputs in order)
+        that may merge: (the group that stays, the one that goes), or None if no edge may."""
+        for n in c.nodes:
+            for via in n.inputs:
+                p = group_of.get(id(via))
+                if p is None or p is c:
+                    continue
+                kind = merge_kind(p, c, via)
+                if kind is None or not _draws_fit(p, c, kind) or reads_own_result(p, c) \
+                        or too_many_params(p, c):
+                    continue
+                keep, gone, parts = _merged(p, c, kind, pos)
+                if not _phases_ok(keep, *parts):
+                    continue
+                below_c = indirect_path(p, c)   # last: the costliest test
+                if below_c is None:
+                    continue
+                relabel(p, c, keep, below_c)
+                join_edges(keep, gone)
+                keep.prologue, keep.body, keep.epilogue = parts
+                for m in gone.nodes:
+                    group_of[id(m)] = keep
+                return keep, gone
+        return None
+
+    # Merge along the first edge that may merge (consumers in group order, each one's members
+    # and their inputs in order), again and again until none may. A merge changes only what
+    # involves the merged group: contracting an edge keeps every path between other groups, so
+    # an edge between two others that may not merge still may not. So after a merge the scan
+    # goes on where it was, after looking again at the merged group and at the groups reading it
+    # (the same merges, in the same order, as rescanning every group after every merge).
+    by_rank: list = list(groups)
+    rank = {id(g): k for k, g in enumerate(groups)}
+    pointer = 0                      # groups ranked below it have no edge that may merge ...
+    recheck: list[int] = []          # ... but these (a heap of ranks)
+    queued: set = set()
+    while True:
+        if recheck and recheck[0] < pointer:
+            r = heapq.heappop(recheck)
+            queued.discard(r)
+        elif pointer < len(by_rank):
+            r, pointer = pointer, pointer + 1
+        else:
+            break
+        c = by_rank[r]
+        if c is None:
+            continue
+        merged = merge_first(c)
+        if merged is None:
+            continue
+        keep, gone = merged
+        by_rank[rank[id(gone)]] = None
+        for gid in [id(keep), *rdr[id(keep)]]:
+            k = rank[gid]
+            if k < pointer and k not in queued:
+                heapq.heappush(recheck, k)
+                queued.add(k)
+    groups = [g for g in by_rank if g is not None]
 
     for g in groups:
         members = {id(n) for n in g.nodes}
         g.outputs = [n for n in g.nodes if id(n) in out_ids or reader_groups(n) - {id(g)}]
         g.inputs = list({id(i): i for n in g.nodes for i in n.inputs if id(i) not in members}.values())
-    return _order_groups(groups, deps())
+    return _order_groups(groups, dep)
 
 
 # Kernel parameters live in a 4 KB constant bank before CUDA 12.1 (about 32 KB since, on Volta
@@ -256,7 +336,8 @@ def replicate_draws(outputs: list[Variable]) -> list[Variable]:
                 and all(id(i) in random or free(i) for i in n.inputs)):
             random.add(id(n))
     users = clients(order)
-    readers = {id(n): len(users.get(id(n), [])) + sum(o is n for o in outputs) for n in order}
+    as_output = collections.Counter(id(o) for o in outputs)
+    readers = {id(n): len(users.get(id(n), [])) + as_output[id(n)] for n in order}
     memo: dict = {}
     replicas = itertools.count(1)
 
@@ -305,16 +386,16 @@ def _one_group_per_loop(groups: list, group_of: dict) -> None:
         groups.remove(g)
 
 
-def _merged(p: Group, c: Group, kind: str, order: list) -> tuple:
+def _merged(p: Group, c: Group, kind: str, pos: dict) -> tuple:
     """The group that stays after merging ``p`` into ``c`` (or ``c`` into ``p``), the one that
     goes, and the stayer's new (prologue, body, epilogue)."""
     if kind == "body":
-        return c, p, (c.prologue, _in_order(order, p.body + c.body), c.epilogue)
+        return c, p, (c.prologue, _in_order(pos, p.body + c.body), c.epilogue)
     if kind == "prologue":
-        return c, p, (_in_order(order, p.body), c.body, c.epilogue)
+        return c, p, (_in_order(pos, p.body), c.body, c.epilogue)
     if kind == "epilogue_input":
-        return c, p, (c.prologue, c.body, _in_order(order, p.body + c.epilogue))
-    return p, c, (p.prologue, p.body, _in_order(order, p.epilogue + c.body))
+        return c, p, (c.prologue, c.body, _in_order(pos, p.body + c.epilogue))
+    return p, c, (p.prologue, p.body, _in_order(pos, p.epilogue + c.body))
 
 
 def _phases_ok(g: Group, prologue: list, body: list, epilogue: list) -> bool:
@@ -338,19 +419,31 @@ def _phases_ok(g: Group, prologue: list, body: list, epilogue: list) -> bool:
     return True
 
 
-def _in_order(order: list, nodes: list) -> list:
-    ids = {id(n) for n in nodes}
-    return [n for n in order if id(n) in ids]
+def _in_order(pos: dict, nodes: list) -> list:
+    """``nodes`` (distinct) in execution order (``pos``: id(node) -> its place)."""
+    return sorted(nodes, key=lambda n: pos[id(n)])
 
 
 def _order_groups(groups: list[Group], dep: dict) -> list[Group]:
-    ordered, done = [], set()
-    while len(ordered) < len(groups):
-        ready = [g for g in groups if id(g) not in done and dep[id(g)] <= done]
-        if not ready:
-            raise AssertionError("fusion made a cycle between kernel groups: "
-                                 + ", ".join(repr(g) for g in groups if id(g) not in done))
-        for g in ready:
-            ordered.append(g)
-            done.add(id(g))
-    return ordered
+    """Groups in waves: first those reading no group, then those reading only the first wave,
+    and so on; within a wave in the order of ``groups``. (A group's wave is one more than the
+    highest wave among the groups it reads.)"""
+    wave: dict[int, int] = {}
+    pending = {id(g): len(dep[id(g)]) for g in groups}
+    readers: dict[int, list] = {}
+    for g in groups:
+        for d in dep[id(g)]:
+            readers.setdefault(d, []).append(id(g))
+    ready = [id(g) for g in groups if not dep[id(g)]]
+    while ready:
+        gid = ready.pop()
+        wave[gid] = max((wave[d] + 1 for d in dep[gid]), default=0)
+        for r in readers.get(gid, []):
+            pending[r] -= 1
+            if pending[r] == 0:
+                ready.append(r)
+    if len(wave) < len(groups):
+        raise AssertionError("fusion made a cycle between kernel groups: "
+                             + ", ".join(repr(g) for g in groups if id(g) not in wave))
+    place = {id(g): k for k, g in enumerate(groups)}
+    return sorted(groups, key=lambda g: (wave[id(g)], place[id(g)]))

@@ -73,6 +73,7 @@ def plan_buffers(groups: Sequence[Group], lays: dict, inputs: Sequence[Variable]
         buffer_of[value_id] = buffer_of[id(leaves[target])]
 
     out_ids = {id(o) for o in outputs}
+    read_back = {id(lays[id(o)].base) for o in outputs}   # values the outputs are (views of)
     # liveness of each group result in group steps, through views
     produced = {}
     for step, g in enumerate(groups):
@@ -101,7 +102,7 @@ def plan_buffers(groups: Sequence[Group], lays: dict, inputs: Sequence[Variable]
             nbytes = max(ALIGN, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
             naive += nbytes
             dies = last_use.get(id(v), step)
-            if id(v) in out_ids or any(lays[id(o)].base is v for o in outputs):
+            if id(v) in out_ids or id(v) in read_back:
                 dies = len(groups)  # read back after the last launch
             offset = _first_fit(live, nbytes)
             live.append((offset, nbytes, dies))

@@ -109,7 +109,7 @@ class EmuDevice:
             # a saved program carries its rendered translation unit: no jinja2 needed to load it
             saved = (getattr(program, "artifacts", None) or {}).get("emu.cpp")
             module = EmuModule(source, sigs, asan=self.asan, rendered=saved.decode() if saved else None,
-                               check=self.check)
+                               check=self.check, kernel_sources=[k.source for k in program.kernels])
         except EmuCompileError as e:   # a theta bug, shown with the failing source line
             raise BackendError(f"emu could not build this program's kernels:\n{e}") from e
         # per parameter: False for a scalar, else the dtype its pointer takes (ASan launches)

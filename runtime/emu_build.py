@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -148,8 +149,25 @@ def _check_signature(kernels: Sequence[KernelSig]) -> None:
                 raise ValueError(f"bad parameter {p!r} of kernel {k.name}")
 
 
-def render_source(source: str, kernels: Sequence[KernelSig], *, fibers: bool = True) -> str:
-    """The C++ translation unit for `source` and its launchers."""
+def unique_kernels(sources: Sequence[str], kernels: Sequence[KernelSig]) -> tuple[list[int], dict[str, str]]:
+    """Kernels whose source and parameters are the same but for the kernel's name (the layers of a
+    deep model) need building once: the indices of the first of each kind, and each kernel's name
+    -> the name of the first of its kind (whose launcher runs it)."""
+    first: dict[tuple, str] = {}
+    keep: list[int] = []
+    alias: dict[str, str] = {}
+    for k, (text, sig) in enumerate(zip(sources, kernels)):
+        # the source with its name blanked (no kernel names another, so this is a rename)
+        key = (text.replace(sig.name, "\0"), tuple((p.name, p.ctype) for p in sig.params))
+        if key not in first:
+            first[key] = sig.name
+            keep.append(k)
+        alias[sig.name] = first[key]
+    return keep, alias
+
+
+def render_source(source: str, kernels: Sequence[KernelSig], *, fibers: bool = True, **parts: bool) -> str:
+    """The C++ translation unit for `source` and its launchers (``parts``: see the template)."""
     _check_signature(kernels)
     return _environment().get_template(TEMPLATE).render(
         source=source,
@@ -158,7 +176,18 @@ def render_source(source: str, kernels: Sequence[KernelSig], *, fibers: bool = T
         kernels=[{"name": k.name, "params": [{"name": p.name, "ctype": p.ctype} for p in k.params]} for k in kernels],
         dynamic_shared=_dynamic_shared(source),
         fibers=fibers,
+        **parts,
     )
+
+
+def render_objects(sources: Sequence[str], kernels: Sequence[KernelSig], *, fibers: bool) -> list[tuple[str, str]]:
+    """A library as one translation unit per kernel (each built and cached on its own, so a
+    program that differs in one kernel rebuilds that kernel alone) and one with what they share
+    (theta_emu_drain/configure): [(translation unit, the kernel source in it)]."""
+    units = [(render_source("", [], fibers=fibers, objects=True, runtime=True), "")]
+    for text, sig in zip(sources, kernels):
+        units.append((render_source(text, [sig], fibers=fibers, objects=True, runtime=False), text))
+    return units
 
 
 # --------------------------------------------------------------------------- compiling
@@ -168,6 +197,79 @@ def _compiler_identity() -> str:
     out = subprocess.run([CXX, "--version"], capture_output=True, text=True, check=True).stdout
     machine = subprocess.run([CXX, "-dumpmachine"], capture_output=True, text=True, check=True).stdout
     return out.splitlines()[0] + " " + machine.strip()
+
+
+def _headers() -> str:
+    """emu.h and what it includes (part of every key: a changed header rebuilds everything)."""
+    return "".join((kernels_dir() / name).read_text() for name in ("emu.h", "emu_check.h"))
+
+
+def _pch_key(flags: tuple[str, ...], cache: KernelCache) -> tuple[str, Path]:
+    key = cache.key(kind="emu-pch", flags=" ".join(flags), compiler=_compiler_identity(), headers=_headers())
+    return key, cache.path(key, ".gch")
+
+
+def _precompiled_header(flags: tuple[str, ...], cache: KernelCache) -> Path | None:
+    """emu.h precompiled with exactly ``flags`` (g++ -x c++-header), cached like a kernel; None if
+    g++ cannot make one. g++ uses it only if the flags of a compile match the ones it was made
+    with, and parses emu.h itself otherwise, so a stale or foreign PCH costs time, never results."""
+    key, _ = _pch_key(flags, cache)
+
+    def build(out: Path) -> None:
+        cmd = [CXX, *flags, "-x", "c++-header", "-I", str(kernels_dir()), "-o", str(out), str(kernels_dir() / "emu.h")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out.parent)
+        if proc.returncode != 0:
+            raise EmuCompileError(f"g++ could not precompile emu.h:\n{proc.stderr[-3000:]}")
+
+    try:
+        return cache.get_or_build(key, build, ".gch")
+    except EmuCompileError:
+        return None
+
+
+def _compile_objects(units: Sequence[tuple[str, str]], flags: tuple[str, ...], cache: KernelCache) -> Path:
+    """The library linked from one object per translation unit (``render_objects``): each object
+    cached by its own source, built in parallel (a thread per core, each running g++) against the
+    precompiled emu.h; the library cached by the objects' keys."""
+    identity, headers = _compiler_identity(), _headers()
+    keys = [cache.key(kind="emu-object", source=tu, flags=" ".join(flags), compiler=identity, emu_h=headers)
+            for tu, _ in units]
+    key = cache.key(kind="emu-library", objects=" ".join(keys), flags=" ".join(flags), compiler=identity)
+
+    def build(out: Path) -> None:
+        workers = max(1, min(len(units), os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            # the precompiled emu.h: found, or built beside the first objects (which parse emu.h
+            # themselves meanwhile) for the objects that start after it and for later builds
+            pch = pool.submit(_precompiled_header, flags, cache)
+            if _pch_key(flags, cache)[1].exists():
+                pch.result()
+            objects = list(pool.map(lambda unit, okey: one(unit, okey, pch), units, keys))
+        cmd = [CXX, *flags, "-o", str(out), *map(str, objects)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out.parent)
+        if proc.returncode != 0:
+            raise EmuCompileError(f"g++ could not link the emu module:\n{proc.stderr[-3000:]}")
+
+    def one(unit: tuple[str, str], okey: str, pch_future) -> Path:
+        tu, source = unit
+
+        def compile_object(obj: Path) -> None:
+            src = obj.with_name("theta_emu.cpp")
+            src.write_text(tu)
+            include = []
+            ready = pch_future.done() and pch_future.exception() is None   # a PCH never fails a build
+            pch = pch_future.result() if ready else None
+            if pch is not None:   # g++ looks for emu.h.gch in each include directory, first
+                (obj.parent / "emu.h.gch").symlink_to(pch)
+                include = ["-I", str(obj.parent)]
+            cmd = [CXX, *flags, "-c", *include, "-I", str(kernels_dir()), "-o", str(obj), str(src)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=obj.parent)
+            if proc.returncode != 0:
+                raise EmuCompileError(_compile_error(source, tu, proc.stderr, repro_command(cmd, src, obj, tu)))
+
+        return cache.get_or_build(okey, compile_object, ".o")
+
+    return cache.get_or_build(key, build, ".so")
 
 
 def _compile(rendered: str, source: str, flags: tuple[str, ...], cache: KernelCache) -> Path:
@@ -266,6 +368,7 @@ class _ArgSpec:
     writable: bool  # pointer to non-const
 
 
+@functools.lru_cache(maxsize=1024)
 def _arg_spec(ctype: str) -> _ArgSpec:
     head = ctype.split("*", 1)[0]
     base = " ".join(_QUALIFIER_RE.sub(" ", head).split())
@@ -383,6 +486,8 @@ class EmuModule:
     portable (slower) fiber switch.
     rendered: the translation unit render_source made for `source` and `kernels` earlier (a
     saved program's "emu.cpp"); compiled as is instead of rendering (no jinja2).
+    kernel_sources: `source` kernel by kernel (its pieces, joined by newlines), when rendering:
+    kernels that differ only in their name are then compiled once (``unique_kernels``).
     check: build the checking mode (kernels/emu_check.h, with -g): races, uninitialized shared
     reads, divergent barriers and warp ops, unfenced publication; its reports name kernel lines.
     """
@@ -391,7 +496,8 @@ class EmuModule:
                  cache: KernelCache | None = None, opt: str = "-O2", fibers: bool | None = None,
                  workers: int | None = None, stack_kib: int | None = None,
                  exited_threads_arrive: bool = False, extra_flags: Sequence[str] = (),
-                 rendered: str | None = None, check: bool = False) -> None:
+                 rendered: str | None = None, check: bool = False,
+                 kernel_sources: Sequence[str] | None = None) -> None:
         self.source = source
         self.check = check
         self.kernels = {k.name: k for k in kernels}
@@ -401,23 +507,41 @@ class EmuModule:
         self.stack_bytes = 1024 * (stack_kib or _env_int("THETA_EMU_STACK_KIB", 256 if asan else 64))
         self.exited_threads_arrive = exited_threads_arrive
         self._specs = {k.name: tuple(_arg_spec(p.ctype) for p in k.params) for k in kernels}
+        built, self._alias = list(kernels), {k.name: k.name for k in kernels}
+        self.built_source = source   # what g++ compiles (line numbers in reports are its lines)
+        units = None
+        self._lines: dict[str, str] = {}   # kernel -> the source its library lines count in (else built_source)
+        if rendered is None and kernel_sources is not None and len(kernel_sources) == len(built) \
+                and "\n".join(kernel_sources) == source:
+            _check_signature(built)
+            keep, self._alias = unique_kernels(kernel_sources, built)
+            built = [built[k] for k in keep]
+            self.built_source = "\n".join(kernel_sources[k] for k in keep)
+            units = render_objects([kernel_sources[k] for k in keep], built, fibers=self.fibers)
+            own = {built_sig.name: kernel_sources[k] for k, built_sig in zip(keep, built)}
+            self._lines = {name: own[first] for name, first in self._alias.items()}
         if rendered is None:
-            self.rendered = render_source(source, list(kernels), fibers=self.fibers)
+            self.rendered = render_source(self.built_source, built, fibers=self.fibers)
         else:
             # rendered earlier from this source (fibers as it was rendered): checked to hold the
             # source verbatim and the kernels' names, so a mismatched file fails here, not in g++
             _check_signature(list(kernels))
             if source not in rendered or any(f"theta_launch_{k.name}(" not in rendered for k in kernels):
-                raise ValueError("the rendered translation unit is not this source's: it lacks the source "
-                                 "or a launcher of one of the kernels")
+                from ..compiler.errors import ArtifactError   # a saved program's emu.cpp that was altered
+                raise ArtifactError("the rendered translation unit (emu.cpp) is not this source's: it lacks the "
+                                    "source or a launcher of one of the kernels")
             self.rendered = rendered
         self.flags = (*BASE_FLAGS, opt, *(ASAN_FLAGS if asan else ()), *(CHECK_FLAGS if check else ()),
                       *extra_flags)
-        self.path = _compile(self.rendered, source, self.flags, cache or default_cache())
+        if units is not None:
+            self.path = _compile_objects(units, self.flags, cache or default_cache())
+        else:
+            self.path = _compile(self.rendered, self.built_source, self.flags, cache or default_cache())
         self._configure = self._launchers = self._lib = None
         if not asan:  # an ASan library only loads into a process that preloads the ASan runtime
             self._lib = ctypes.CDLL(str(self.path))
-            self._configure, self._launchers = _bind(self._lib, list(kernels))
+            self._configure, launchers = _bind(self._lib, built)
+            self._launchers = {name: launchers[first] for name, first in self._alias.items()}
 
     def _config(self, schedule: int = 0, seed: int = 0) -> tuple[int, ...]:
         return self.workers, self.stack_bytes, int(self.exited_threads_arrive), schedule, seed
@@ -441,12 +565,12 @@ class EmuModule:
         rc, message = _call(self._configure, self._launchers[name], self._config(schedule, seed), g, b,
                             shared_bytes, values)
         if rc != 0:
-            raise EmuLaunchError(f"{name}<<<{g}, {b}>>>: {self.symbolize(message)}")
+            raise EmuLaunchError(f"{name}<<<{g}, {b}>>>: {self.symbolize(message, name)}")
 
-    def symbolize(self, message: str) -> str:
+    def symbolize(self, message: str, kernel: str | None = None) -> str:
         """``message`` with the checking mode's code addresses ([[site:0x...]]) as kernel source
-        lines (addr2line over the module's debug information)."""
-        return _symbolize(message, self.path, self.source)
+        lines (addr2line over the module's debug information) of ``kernel``'s launch."""
+        return _symbolize(message, self.path, self._lines.get(kernel, self.built_source))
 
     # The module whose fiber-stack pool is warm. Each module keeps its stacks between its own
     # launches (no page faults on fresh stacks every launch); when another module launches, the
@@ -468,7 +592,7 @@ class EmuModule:
                      args: Sequence[Any], shared_bytes: int) -> None:
         with tempfile.TemporaryDirectory(prefix="theta_asan_") as tmp:
             job_args, regions = _asan_job(sig, self._specs[sig.name], args, tmp)
-            job = {"library": str(self.path), "kernel": sig.name, "params": [p.ctype for p in sig.params],
+            job = {"library": str(self.path), "kernel": self._alias[sig.name], "params": [p.ctype for p in sig.params],
                    "args": job_args, "regions": [{"size": hi - lo, "writeback": wb} for lo, hi, wb in regions],
                    "grid": grid, "block": block, "shared_bytes": shared_bytes, "config": self._config()}
             with open(os.path.join(tmp, "job.json"), "w") as f:
@@ -479,7 +603,7 @@ class EmuModule:
             error_file = os.path.join(tmp, "error.txt")
             if proc.returncode != 0 and os.path.exists(error_file):  # the launch itself failed
                 with open(error_file) as f:
-                    raise EmuLaunchError(f"{where}: {self.symbolize(f.read())}")
+                    raise EmuLaunchError(f"{where}: {self.symbolize(f.read(), sig.name)}")
             if proc.returncode != 0:
                 kind = "AddressSanitizer report" if proc.returncode == ASAN_EXIT_CODE else f"exit {proc.returncode}"
                 raise EmuLaunchError(f"{where} failed ({kind}):\n{_asan_report(proc.stderr)}")
