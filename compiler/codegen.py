@@ -30,11 +30,21 @@ KERNELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "kernels"
 
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
+    # compiled templates are kept between processes (jinja2's per-user cache directory, checked
+    # against the template's source): compiling them is most of a first render in a process
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(KERNELS_DIR)), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             bytecode_cache=_bytecode_cache())
     env.filters["ctype"] = lambda dtype: CTYPES[dtype]
     env.globals["rng"] = random_constants()   # the prelude's random-number series (one definition)
     return env
+
+
+def _bytecode_cache():
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):   # no private temporary directory: compile in every process
+        return None
 
 
 def render(template: str, **context) -> str:
@@ -79,7 +89,7 @@ class KernelBuilder:
             # same element): no __restrict__ on it
             restrict = "" if ref.buffer in self.plan.inplace else " __restrict__"
             ctype = f"{CTYPES[var.dtype]}*" if write else f"const {CTYPES[var.dtype]}*{restrict}"
-            self.params.append(Param(name, ctype))
+            self.params.append(Param(name, ctype, carries=_carries(var)))
             self.bindings.append(Binding("ptr", ref))
             self._by_key[key] = name
         return self._by_key[key]
@@ -88,7 +98,7 @@ class KernelBuilder:
         key = ("scalar", id(leaf))
         if key not in self._by_key:
             name = f"s{len(self.params)}"
-            self.params.append(Param(name, "long long"))
+            self.params.append(Param(name, "long long", carries=_carries(leaf)))
             self.bindings.append(Binding("scalar", slot=self.plan.scalar_slot[id(leaf)]))
             self._by_key[key] = name
         return self._by_key[key]
@@ -112,7 +122,30 @@ class KernelBuilder:
                         status_param=status, status_code=self.code,
                         guard_param=status if self._guarded else None, **context)
         return Kernel(self.name, self.family, source, list(self.params), list(self.bindings),
-                      _dim3(grid), _dim3(block), shared_bytes)
+                      _dim3(grid), _dim3(block), shared_bytes, origin=status_origin(self.group))
+
+
+def _carries(var: Variable) -> str:
+    """What a parameter carries, for ``print(f.program)``: the variable's name, or the op that
+    computes it, and its type."""
+    what = var.name or (f"the {var.op} result" if var.op is not None else "an unnamed input")
+    return f"{what} {var.type}"
+
+
+def status_origin(group) -> str:
+    """The node of ``group`` that can meet bad input (an index or label out of range), as
+    describe() shows it (op, type, user's line); the status code names the group, this names
+    the variable. Every kernel of the group carries it: the code is the group's first kernel."""
+    from .ops.index import IncSubtensor, Subtensor
+    nodes = list(getattr(group, "nodes", ()) or ())
+    checked = [n for n in nodes if n.op is not None and (isinstance(n.op, (Subtensor, IncSubtensor))
+                                                          or "crossentropy" in type(n.op).__name__.lower())]
+    if not checked:
+        return ""
+    def one(n) -> str:
+        named = [f"'{i.name}'" for i in n.inputs[1:] if i.name and i.dtype.startswith(("int", "uint"))]
+        return describe(n) + (f" (indices or labels {', '.join(named)})" if named else "")
+    return "; ".join(one(n) for n in checked[:3])
 
 
 def _dim3(v) -> tuple:
@@ -132,8 +165,8 @@ def elemwise_statements(nodes: Sequence[Variable], names: dict, prefix: str) -> 
         out = f"{prefix}{k}"
         if isinstance(node.op, Elemwise):
             syms = S.symbols(node.op.nin)
-            lines += print_statements(node.op.expr, {s: names[id(i)] for s, i in zip(syms, node.inputs)},
-                                      out, node.dtype, f"{out}_t", [i.dtype for i in node.inputs])
+            reads = tuple(names[id(i)] for _, i in zip(syms, node.inputs))
+            lines += _statements(node.op.expr, reads, out, node.dtype, tuple(i.dtype for i in node.inputs))
         elif isinstance(node.op, Arange):
             start, step = node.op.start, node.op.step
             lines.append(f"const {CTYPES[node.dtype]} {out} = ({CTYPES[node.dtype]})"
@@ -147,6 +180,14 @@ def elemwise_statements(nodes: Sequence[Variable], names: dict, prefix: str) -> 
             raise NotImplementedError(f"{node.op} is not elementwise")
         names[id(node)] = out
     return lines
+
+
+@functools.lru_cache(maxsize=4096)
+def _statements(expr, input_names: tuple, out: str, dtype: str, input_dtypes: tuple) -> tuple:
+    """print_statements, cached: the layers of a deep model print the same expressions into the
+    same names (sympy's CSE and printing are most of the time spent rendering a kernel)."""
+    syms = S.symbols(len(input_names))
+    return tuple(print_statements(expr, dict(zip(syms, input_names)), out, dtype, f"{out}_t", list(input_dtypes)))
 
 
 def bind_random_states(kb: KernelBuilder, nodes: Sequence[Variable], names: dict) -> set:

@@ -72,6 +72,19 @@ class ThetaCPrinter(C99CodePrinter):
     def _print_Zero(self, e):
         return self._print_Integer(e)
 
+    # sympy's special values, should a fold produce one (theta keeps them out where it can)
+    def _print_Infinity(self, e):
+        return "INFINITY" if self.single else "HUGE_VAL"
+
+    def _print_NegativeInfinity(self, e):
+        return "(-" + self._print_Infinity(e) + ")"
+
+    def _print_ComplexInfinity(self, e):   # unsigned: as +inf, so zoo*x is NumPy's x/0
+        return self._print_Infinity(e)
+
+    def _print_NaN(self, e):
+        return "NAN"
+
     def _print_Exp1(self, e):
         return self._print_Float(sp.Float(sp.E))
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from . import sparse
 from . import specialize as spz
-from .errors import DTypeError, GraphError, InputError, ShapeError, ThetaError, describe
+from .errors import (DTypeError, GraphError, InputError, OptionError, ShapeError, ThetaError, describe,
+                     public_entry)
 from .graph import Variable, rebuild, toposort, user_stacklevel
 from .options import CompileOptions
 from .binder import binder
@@ -28,7 +29,31 @@ from .shared import SharedVariable
 
 @dataclasses.dataclass
 class In:
-    """An input with optional default ``value`` and keyword ``name`` (Theano's theta.In)."""
+    """An input of :func:`function` with a default value or a keyword name (Theano's ``theano.In``).
+
+    Parameters
+    ----------
+    variable : Variable
+        A symbolic input (a declaration such as ``T.matrix()``), not a constant or an expression.
+    value : array-like, optional
+        Default used when the call omits this argument.
+    name : str, optional
+        Keyword under which the call may pass it (default the variable's name).
+    borrow, mutable : bool, optional
+        Accepted for Theano compatibility; inputs are never aliased or modified.
+
+    Raises
+    ------
+    InputError
+        ``variable`` is not a symbolic input variable.
+
+    Examples
+    --------
+    >>> x, lr = T.matrix("x"), T.scalar("lr")
+    >>> f = theta.function([x, theta.In(lr, value=0.1)], x * lr)
+    >>> f(xv)            # lr = 0.1
+    >>> f(xv, lr=0.01)
+    """
     variable: Variable
     value: Any = None
     name: str | None = None
@@ -42,15 +67,41 @@ class In:
 
 
 class Function:
+    """A compiled function, as returned by :func:`function`: call it with the inputs' values.
+
+    Each call binds the arguments (positional, or by name for ``In`` inputs with names and
+    defaults), specializes the graph to the shapes of the values (once per shape signature:
+    later calls of the same shapes reuse it), runs it on the chosen backend, applies the updates
+    to the shared variables and returns the outputs as NumPy arrays (a list when ``outputs`` was
+    a list, else a single array; None when there are no outputs).
+
+    Attributes: ``f.kernels`` (the kernels of the last specialization: ``.name``, ``.source``,
+    ``.grid``, ``.block``), ``f.program`` (its Program), ``f.maker.fgraph.outputs`` (Theano's
+    idiom), ``f.save(path)`` (the Program plus the shared variables' current values, runnable
+    later by :func:`theta.load`). A Function pickles (its graph, not its kernels).
+
+    Parameters
+    ----------
+    inputs, outputs, updates, givens, name, on_unused_input, backend, allow_input_downcast
+        As for :func:`function`.
+    no_default_updates : bool or list, optional
+        True turns off the random streams' default state updates (all, or those listed).
+    nan_guard : bool, optional
+    optimizer : str, optional
+        ``'fast_run'`` or ``'fast_compile'``/``'None'`` (required rewrites only).
+    debug_mode : bool, optional
+        Check every kernel against the reference evaluation of its nodes (``mode='DebugMode'``).
+    """
     def __init__(self, inputs: Sequence, outputs=None, updates=None, givens=None, name: str | None = None,
                  on_unused_input: str = "raise", backend: str | None = None,
-                 allow_input_downcast: bool | None = None, no_default_updates=False) -> None:
-        from .tensor.basic import as_tensor_variable, cast
+                 allow_input_downcast: bool | None = None, no_default_updates=False,
+                 nan_guard: bool | None = None, optimizer: str | None = None, debug_mode: bool = False) -> None:
+        from .tensor.basic import as_tensor_variable
         self.name = name
-        self.options = CompileOptions.from_config(backend)
+        self.options = CompileOptions.from_config(backend, nan_guard, optimizer, debug_mode)
         self.allow_input_downcast = bool(allow_input_downcast)
         if on_unused_input not in ("raise", "warn", "ignore"):  # a typo must not mean "ignore"
-            raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
+            raise OptionError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
         if isinstance(inputs, (Variable, In)):
             raise InputError("theta.function: inputs must be a list of variables")
         # a sparse matrix input is its CSR arrays (compiler/sparse.py); a call binds its value to them
@@ -77,9 +128,10 @@ class Function:
             if expr.ndim != var.ndim:
                 raise ShapeError(f"update of {describe(var)} with {describe(expr)}: ranks differ")
             if expr.dtype != var.dtype:
-                if not (np.can_cast(expr.dtype, var.dtype, "same_kind")):
-                    raise DTypeError(f"update of {describe(var)} with {describe(expr)}: dtypes differ")
-                expr = cast(expr, var.dtype)
+                # Theano refuses these too: a float64 update would be rounded to float32 at every
+                # step without a word (Python numbers in the expression keep its dtype)
+                raise DTypeError(f"update of {describe(var)} with {describe(expr)}: an update must have the "
+                                 f"shared variable's dtype {var.dtype}; cast it (T.cast(expr, '{var.dtype}'))")
             self._updates.append((var, expr))
         if len({id(v) for v, _ in self._updates}) != len(self._updates):
             raise GraphError("updates: a shared variable is updated twice")
@@ -88,7 +140,13 @@ class Function:
         if givens:
             items = givens.items() if isinstance(givens, dict) else givens
             replace = {}
-            for old, new in items:
+            for item in items:
+                if not isinstance(item, (tuple, list)) or len(item) != 2:
+                    raise GraphError(f"givens: expected (variable, replacement) pairs, got {item!r}")
+                old, new = item
+                if not isinstance(old, Variable) or old.is_constant:
+                    raise GraphError(f"givens: the key {old!r} is not a symbolic variable; givens maps the "
+                                     "variables themselves (givens={x: value}), not their names")
                 new = as_tensor_variable(new)
                 if old.ndim != new.ndim or old.dtype != new.dtype:
                     raise GraphError(f"givens: {describe(old)} replaced by {describe(new)}: types differ")
@@ -146,6 +204,7 @@ class Function:
                     pending.append(leaf)
 
     # -- calling --------------------------------------------------------------------------------
+    @public_entry
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)
         key = tuple(v.shape for v in values) + tuple(s.value_shape for s in self.shared)
@@ -266,6 +325,9 @@ def _load_function(state):
 
 _MISSING = object()
 
+# Theano's mode names that theta.function accepts (compiler/mode.py)
+from .mode import MODES, get_mode  # noqa: E402
+
 
 def _on_device(value) -> bool:
     """A device-resident result (runtime.device.DeviceArray), left on the device."""
@@ -345,16 +407,87 @@ def _reference_evaluate(outputs, env):
 def _build(fn: Function, outputs: list[Variable], leaves: list, scalars: list):
     """The backend runner of a specialized, rewritten graph (outputs, then update values)."""
     targets = [len(fn.inputs) + fn.shared.index(v) for v, _ in fn._updates]
-    return binder().build(outputs, fn.options, leaves, scalars, len(fn._outputs), targets)
+    return binder().build(outputs, fn.options, leaves, scalars, len(fn._outputs), targets, n_inputs=len(fn.inputs))
 
 
+@public_entry
 def function(inputs, outputs=None, updates=None, givens=None, name: str | None = None,
              on_unused_input: str = "raise", backend: str | None = None,
-             allow_input_downcast: bool | None = None, mode=None, **kwargs) -> Function:
-    """theta.function(inputs, outputs, updates, givens, ...) -> a callable (Theano's API)."""
+             allow_input_downcast: bool | None = None, mode=None, nan_guard: bool | None = None,
+             **kwargs) -> Function:
+    """Compile symbolic inputs and outputs into a callable (Theano's ``theano.function``).
+
+    Parameters
+    ----------
+    inputs : list of Variable or In
+        The arguments of the call, in order: symbolic inputs (declarations), possibly wrapped in
+        :class:`In` for defaults and keyword names. Sparse ``csr_matrix`` inputs take scipy
+        sparse values.
+    outputs : Variable or list of Variable, optional
+        What the call returns: one array for one Variable, a list for a list.
+    updates : list of (SharedVariable, Variable) pairs or dict, optional
+        New values of shared variables, applied after each call (all computed from the old
+        values, as in Theano). On the kernel backends an update is written in place when safe.
+    givens : list of pairs or dict, optional
+        Substitutions made before compiling: ``{x: data[i * bs:(i + 1) * bs]}`` makes a minibatch
+        a slice of a shared dataset selected by an index input.
+    name : str, optional
+        Shown in errors.
+    on_unused_input : {'raise', 'warn', 'ignore'}, optional
+        An input the outputs do not depend on is an error by default (as Theano).
+    backend : {'reference', 'emu', 'cuda', 'auto'}, optional
+        Default ``theta.config.backend``. ``reference`` evaluates with NumPy (the oracle);
+        ``emu`` compiles the generated CUDA C with g++ and runs it on the CPU; ``cuda`` runs it on
+        an NVIDIA GPU through pycuda; ``auto`` picks cuda when available, else reference.
+    allow_input_downcast : bool, optional
+        Accept values of a wider dtype (float64 into a float32 input) by casting them.
+    mode : str or Mode, optional
+        Theano's modes: ``'FAST_RUN'`` (default), ``'FAST_COMPILE'`` (fewer rewrites),
+        ``'DebugMode'`` (each kernel checked against the reference evaluation of its nodes),
+        ``'NanGuardMode'`` (the NaN guard). An unknown mode is an error.
+    nan_guard : bool, optional
+        Stop at the first op or kernel producing a NaN or Inf with a ``NanError`` naming it
+        (default ``theta.config.nan_guard``).
+    **kwargs
+        ``no_default_updates`` (turn off the random streams' state updates), and Theano's
+        ``rebuild_strict`` and ``profile`` (accepted, ignored).
+
+    Returns
+    -------
+    Function
+
+    Raises
+    ------
+    InputError
+        An unknown keyword argument, or inputs that are not a list of symbolic variables.
+    OptionError
+        An unknown mode, backend or ``on_unused_input``.
+    GraphError
+        An output needs an input that is not listed (or listed inputs are unused).
+
+    Examples
+    --------
+    >>> x, y = T.matrix("x"), T.ivector("y")
+    >>> W = theta.shared(np.zeros((64, 10), dtype="float32"), name="W")
+    >>> cost = T.nnet.categorical_crossentropy(T.nnet.softmax(T.dot(x, W)), y).mean()
+    >>> train = theta.function([x, y], cost, updates=[(W, W - 0.1 * theta.grad(cost, W))])
+    >>> train(xb, yb)          # one SGD step; returns the cost
+    """
     unknown = set(kwargs) - {"no_default_updates", "rebuild_strict", "profile"}
     if unknown:
         raise InputError(f"theta.function got unknown keyword argument(s): {', '.join(sorted(unknown))}")
+    # a name or a theta.Mode (compiler/mode.py); None: theta.config.mode, else FAST_RUN
+    explicit = mode is not None
+    try:
+        mode = get_mode(mode)
+    except OptionError as e:
+        raise OptionError(f"theta.function: {e}") from None
+    if mode.nan_guard and nan_guard is None:   # NanGuardMode: Theano's name for the NaN guard
+        nan_guard = True
+    if backend is None:
+        backend = mode.backend
+    optimizer = mode.level if explicit or getattr(mode, "name", "") != "FAST_RUN" else None
     return Function(inputs, outputs, updates, givens, name, on_unused_input, backend, allow_input_downcast,
-                    kwargs.get("no_default_updates", False))
+                    kwargs.get("no_default_updates", False), nan_guard=nan_guard, optimizer=optimizer,
+                    debug_mode=mode.debug)
 

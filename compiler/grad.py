@@ -12,15 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DisconnectedInputError, GraphError, describe
+from .errors import DisconnectedInputError, GraphError, describe, public_entry
 from .graph import Op, Variable, rebuild, toposort, user_stacklevel
 from .types import TensorType, is_float
 
 
 @dataclasses.dataclass(frozen=True)
 class DisconnectedGrad(Op):
-    """Identity in the forward pass; no gradient flows through it (theta.gradient.disconnected_grad).
-    An input reached only through one is *disconnected* (DisconnectedInputError, as in Theano)."""
+    """The op behind :func:`disconnected_grad`: identity forward, no gradient back."""
     family = "view"
     connected = False  # does the gradient machinery see a path through this node?
 
@@ -36,9 +35,7 @@ class DisconnectedGrad(Op):
 
 @dataclasses.dataclass(frozen=True)
 class ZeroGrad(DisconnectedGrad):
-    """Theano's zero_grad: identity forward, a gradient of exactly zero backward; unlike
-    DisconnectedGrad the input stays connected (zeros, no DisconnectedInputError). A subclass so
-    that every lowering treating DisconnectedGrad as a view handles it too."""
+    """The op behind :func:`zero_grad`: identity forward, a zero gradient back."""
     connected = True
 
     def grad(self, inputs, output, gout):
@@ -47,19 +44,83 @@ class ZeroGrad(DisconnectedGrad):
 
 
 def disconnected_grad(x) -> Variable:
+    """``x`` in the forward pass, with no gradient flowing back through it (Theano's ``disconnected_grad``).
+
+    Parameters
+    ----------
+    x : tensor-like
+
+    Returns
+    -------
+    Variable
+        Equal to ``x``; variables reached only through it count as disconnected.
+    """
     from .tensor.basic import as_tensor_variable
     return DisconnectedGrad()(as_tensor_variable(x))
 
 
 def zero_grad(x) -> Variable:
+    """``x`` in the forward pass, with a zero gradient (Theano's ``zero_grad``).
+
+    Unlike :func:`disconnected_grad`, the variables behind it still count as connected to the
+    cost (their gradient is zero, not an error).
+
+    Parameters
+    ----------
+    x : tensor-like
+
+    Returns
+    -------
+    Variable
+    """
     from .tensor.basic import as_tensor_variable
     return ZeroGrad()(as_tensor_variable(x))
 
 
+@public_entry
 def grad(cost: Variable | None, wrt, consider_constant: Sequence[Variable] | None = None,
          known_grads: dict | None = None, disconnected_inputs: str = "raise",
          return_disconnected: str = "zero"):
-    """d(cost)/d(wrt) as symbolic variables (Theano's theta.grad)."""
+    """Symbolic gradient of a scalar cost with respect to variables (Theano's ``theano.grad``).
+
+    Reverse-mode differentiation of the graph: each op's gradient is symbolic (elementwise ops
+    through ``sympy.diff``), so the result is itself a graph you can compile, differentiate again
+    or print. The cost is first rewritten to its numerically stable forms (softmax-crossentropy,
+    softplus, log1p...), so gradients are those of the stable forms.
+
+    Parameters
+    ----------
+    cost : scalar Variable or None
+        A float scalar. None is allowed with ``known_grads``.
+    wrt : Variable or list of Variable
+        Shared variables, inputs or intermediate variables.
+    consider_constant : list of Variable, optional
+        Variables treated as constants (no gradient flows through them).
+    known_grads : dict, optional
+        ``{variable: its gradient}`` to start from (Theano's, for gradients computed elsewhere).
+    disconnected_inputs : {'raise', 'warn', 'ignore'}, optional
+        What to do when the cost does not depend on a ``wrt`` variable.
+    return_disconnected : {'zero', 'None', 'Disconnected'}, optional
+        What such a variable's gradient is (zeros by default).
+
+    Returns
+    -------
+    Variable or list of Variable
+        One gradient per ``wrt``, each of its variable's shape and dtype; a list when ``wrt``
+        is a list.
+
+    Raises
+    ------
+    GraphError
+        A non-scalar or integer cost, a ``wrt`` that is not symbolic.
+    DisconnectedInputError
+        ``disconnected_inputs='raise'`` and the cost does not depend on a ``wrt``.
+
+    Examples
+    --------
+    >>> gW, gb = theta.grad(cost, [W, b])
+    >>> updates = [(W, W - 0.1 * gW), (b, b - 0.1 * gb)]
+    """
     from .options import config
     from .rewrite import stabilize_graph
     from .tensor.basic import as_tensor_variable, cast, ones_like, zeros_like

@@ -49,7 +49,39 @@ def user_stacklevel() -> int:
 
 
 class Variable:
-    """A symbolic tensor: a leaf, or ``op(*inputs)``. Identity is equality (as in Theano)."""
+    """A symbolic tensor: a leaf (an input, a shared variable, a constant) or ``op(*inputs)``.
+
+    Theano's ``TensorVariable`` (``T.TensorVariable`` is this class). Identity is equality, as in
+    Theano: ``x == y`` is Python identity, use ``T.eq`` for the elementwise comparison. Apply
+    nodes are hash-consed, so building the same expression twice gives the same object. The
+    operators (``+ - * / // % ** @``, comparisons ``< <= > >=``, ``& | ^ ~``, indexing
+    ``x[i:j]``, ``x[idx_array]``) and Theano's methods (``sum``, ``mean``, ``max``, ``argmax``,
+    ``reshape``, ``flatten``, ``dimshuffle``, ``astype``, ``dot``, ``clip``, ``eval``...) and
+    properties (``shape``, ``T``, ``ndim``, ``dtype``) are defined by ``theta.tensor``.
+
+    You rarely construct one directly: use the declarations (``T.matrix``), :func:`theta.shared`
+    and the tensor functions.
+
+    Parameters
+    ----------
+    type : TensorType
+        The dtype and static shape (None for unknown dims).
+    op : Op, optional
+        The operation computing it; None for a leaf.
+    inputs : tuple of Variable, optional
+        The op's operands.
+    name : str, optional
+        Shown in errors, printing and kernel parameter names.
+    data : numpy.ndarray, optional
+        The value of a constant (read-only), else None.
+
+    Examples
+    --------
+    >>> x = T.matrix("x")
+    >>> y = (x ** 2).sum(axis=1)
+    >>> y.ndim, y.dtype
+    (1, 'float32')
+    """
 
     __slots__ = ("op", "inputs", "type", "name", "trace", "data", "uid", "__weakref__")
 
@@ -174,7 +206,27 @@ _constants: "weakref.WeakValueDictionary[tuple, Variable]" = weakref.WeakValueDi
 
 
 def constant(value, dtype: str | None = None, name: str | None = None) -> Variable:
-    """A constant leaf; equal constants (same dtype, shape and bytes) are one node."""
+    """A constant leaf holding ``value`` (Theano's ``T.constant``).
+
+    Equal constants (same dtype, shape and bytes) are one node, so common subexpressions over
+    them merge. Python floats become floatX (Theano's autocast) and Python ints int64.
+
+    Parameters
+    ----------
+    value : array-like, number or constant Variable
+    dtype : str, optional
+        Default inferred as above (NumPy arrays keep their dtype).
+    name : str, optional
+
+    Returns
+    -------
+    Variable
+
+    Raises
+    ------
+    GraphError
+        ``value`` is a symbolic (non-constant) Variable.
+    """
     if isinstance(value, Variable):
         if value.is_constant:
             return value if dtype is None or dtype == value.dtype else constant(value.data, dtype)

@@ -8,6 +8,7 @@ ArtifactError naming the field, never a KeyError or TypeError from deep inside a
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any, Callable
 
@@ -32,7 +33,8 @@ def encode(program: Program, kernel_files: list[str], artifact_files: list[str],
         "kernels": [{"name": k.name, "family": k.family, "file": f,
                      "params": [[p.name, p.ctype] for p in k.params],
                      "bindings": [_binding_json(b) for b in k.bindings],
-                     "grid": list(k.grid), "block": list(k.block), "shared_bytes": k.shared_bytes}
+                     "grid": list(k.grid), "block": list(k.block), "shared_bytes": k.shared_bytes,
+                     **({"origin": k.origin} if k.origin else {})}
                     for k, f in zip(program.kernels, kernel_files)],
         "buffers": [dataclasses.asdict(b) for b in program.buffers],
         "arena_bytes": program.arena_bytes, "naive_bytes": program.naive_bytes,
@@ -182,6 +184,11 @@ def decode(doc: Any, files: dict[str, bytes], where: str,
         dims = r.dims(v, f, 1)
         if not 1 <= len(dims) <= 3:
             raise r.fail(f, "1 to 3 positive integers")
+        # CUDA's limits (grid x < 2**31, y and z < 2**16; a block of at most 1024 threads):
+        # anything beyond is a tampered manifest, not a launch to attempt
+        limits = (2 ** 31 - 1, 65535, 65535) if f.endswith(".grid") else (1024, 1024, 64)
+        if any(d > lim for d, lim in zip(dims, limits)) or (f.endswith(".block") and math.prod(dims) > 1024):
+            raise r.fail(f, f"within CUDA's launch limits (got {list(dims)})")
         return dims
 
     kernel_files: list[str] = []
@@ -196,7 +203,8 @@ def decode(doc: Any, files: dict[str, bytes], where: str,
         return Kernel(r.text(r.get(v, "name", f), f + ".name", _IDENT_RE), r.text(r.get(v, "family", f), f + ".family"),
                       "", params, bindings, launch_dims(r.get(v, "grid", f), f + ".grid"),
                       launch_dims(r.get(v, "block", f), f + ".block"),
-                      r.integer(r.get(v, "shared_bytes", f), f + ".shared_bytes", 0))
+                      r.integer(r.get(v, "shared_bytes", f), f + ".shared_bytes", 0),
+                      origin=r.text(v.get("origin", ""), f + ".origin") if isinstance(v, dict) else "")
 
     kernels = r.items(r.get(doc, "kernels", ""), "kernels", kernel)
     if len({k.name for k in kernels}) != len(kernels):

@@ -85,7 +85,7 @@ def _dense_loop_inputs(outputs: list) -> list:
     return [memo[id(o)] for o in outputs] if changed else outputs
 
 
-def _lower_loop(g, plan, lays) -> Loop:
+def _lower_loop(g, plan, lays, guard: bool = False, debug: bool = False) -> Loop:
     """The Loop of a scan group: its step compiled as a Program of its own, its bindings to the
     outer buffers (rows of sequences and stacked outputs)."""
     from .errors import BackendError, describe
@@ -100,7 +100,7 @@ def _lower_loop(g, plan, lays) -> Loop:
         raise BackendError(f"{op}: its step indexes or slices with values it computes or reads per step "
                            "(x[i] with i a sequence element, say); the kernel backends cannot run such a step "
                            "yet: compile this function with backend='reference'")
-    step = build_program(step_outputs, list(op.inner_inputs), [])
+    step = build_program(step_outputs, list(op.inner_inputs), [], guard=guard, debug=debug)
 
     def dense(v: Variable, rows: bool):
         lay = lays[id(v)]
@@ -133,34 +133,51 @@ def _lower_loop(g, plan, lays) -> Loop:
 
 
 def build_program(outputs: Sequence[Variable], leaves: Sequence[Variable], scalars: Sequence[Variable],
-                  n_updates: int = 0, update_targets: Sequence[int] = ()) -> Program:
-    """Lower a specialized, rewritten graph to a Program: fuse -> plan buffers -> lower groups."""
-    outputs = list(outputs)
-    _check_lowerable(outputs)
-    outputs = _dense_loop_inputs(outputs)
-    outputs = replicate_draws(outputs)     # each kernel recomputes the random numbers it reads
-    lays = layouts(outputs)
-    groups = fuse(outputs, lays)
+                  n_updates: int = 0, update_targets: Sequence[int] = (), guard: bool = False,
+                  n_inputs: int | None = None, debug: bool = False) -> Program:
+    """Lower a specialized, rewritten graph to a Program: fuse -> plan buffers -> lower groups.
+    ``guard``: record what the NaN guard needs (compiler.guard) in ``Program.guard``, where the
+    first ``n_inputs`` leaves are named inputs and the others shared variables. ``debug``
+    (DebugMode): record the same, for the executor to check every kernel against the reference."""
+    outputs, lays, groups = fused_groups(outputs)
     plan = plan_buffers(groups, lays, list(leaves), [], list(scalars), outputs, n_updates, update_targets)
     kernels: list[Kernel] = []
     loops: list[Loop] = []
     schedule: list = []
+    lowered: list = []   # (group, [(kernel index, kernel)]) for the NaN guard
     for g in groups:
         if g.family == "scan":
             schedule.append(("loop", len(loops)))
-            loops.append(_lower_loop(g, plan, lays))
+            loops.append(_lower_loop(g, plan, lays, guard, debug))
             continue
         # status code k+1 names kernel k (the group's first) when a kernel reports bad input
         new = lower_group(g, f"theta_k{len(kernels)}_{g.family}", plan, lays, code=len(kernels) + 1)
         schedule += [("kernel", len(kernels) + i) for i in range(len(new))]
+        lowered.append((g, [(len(kernels) + i, k) for i, k in enumerate(new)]))
         kernels += new
     consts = [v for v in toposort(outputs) if v.is_constant]
     out_specs = []
     for o in outputs:
         lay = lays[id(o)]
         out_specs.append(OutputSpec(o.dtype, o.type.shape, lay.strides, ref_of(lay, plan)))
-    return Program(kernels, plan.buffers, plan.arena_bytes, plan.naive_bytes,
+    program = Program(kernels, plan.buffers, plan.arena_bytes, plan.naive_bytes,
                    [IOSpec(name, v.dtype, v.type.shape) for name, v in zip(_unique_names(leaves), leaves)],
                    [v.name or f"scalar{k}" for k, v in enumerate(scalars)], out_specs,
                    [np.asarray(c.data) for c in consts], n_updates, list(update_targets),
                    loops=loops, schedule=schedule if loops else [])
+    program.origins = [tuple(g.nodes) for g, ks in lowered for _ in ks]   # kernel -> its group's nodes
+    if guard or debug:
+        from .guard import program_guard
+        program.guard = program_guard(lowered, plan, lays, list(leaves), n_inputs, nan=bool(guard), debug=debug)
+    return program
+
+
+def fused_groups(outputs: Sequence[Variable]) -> tuple:
+    """(outputs, layouts, kernel groups) of a specialized, rewritten graph: the stages before
+    buffer planning (theta.printing.pydotprint draws the groups)."""
+    outputs = list(outputs)
+    _check_lowerable(outputs)
+    outputs = _dense_loop_inputs(outputs)
+    outputs = replicate_draws(outputs)     # each kernel recomputes the random numbers it reads
+    lays = layouts(outputs)
+    return outputs, lays, fuse(outputs, lays)

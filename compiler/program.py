@@ -62,6 +62,9 @@ class Ref:
 class Param:
     name: str
     ctype: str
+    # the variable it carries, for people reading a Program (``print(f.program)``): its name, or
+    # the op that computes it, and its type; in memory only (a loaded Program has "")
+    carries: str = dataclasses.field(default="", compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,10 @@ class Kernel:
     grid: tuple
     block: tuple
     shared_bytes: int = 0
+    # the op node (describe(), with the user's line) whose bad input this kernel's group reports
+    # in the status word: named by raise_status, saved in the manifest
+    origin: str = ""
+
     def __repr__(self) -> str:
         return f"<Kernel {self.name} ({self.family}) grid={self.grid} block={self.block}>"
 
@@ -140,10 +147,77 @@ class Program:
     loops: list = dataclasses.field(default_factory=list)      # Loop entries (scans)
     # the launch order: ("kernel", i) and ("loop", j); empty: the kernels in order
     schedule: list = dataclasses.field(default_factory=list)
+    # compiled with nan_guard=True: a compiler.guard.ProgramGuard (each kernel group's graph nodes
+    # and where their values sit) for the executor's checks; in memory only, never saved
+    guard: object = dataclasses.field(default=None, compare=False, repr=False)
+    # per kernel, the graph nodes of the group it computes (in memory only, for printing)
+    origins: list = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     @property
     def n_kernels(self) -> int:
         return len(self.kernels)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self) -> str:
+        """A readable listing: I/O signature, buffers, then each kernel in launch order with its
+        parameters (what each pointer carries and which buffer it points into) and the op nodes
+        it computes; loops' steps indented below them."""
+        buffer_names = self._buffer_names()
+        n_out = len(self.outputs) - self.n_updates
+        lines = [f"Program: {len(self.kernels)} kernels, {len(self.loops)} loops, {len(self.buffers)} buffers, "
+                 f"arena {self.arena_bytes} bytes (without reuse {self.naive_bytes})"]
+        lines.append("  leaves (inputs, then shared variables):")
+        lines += [f"    {k}: {leaf.name} {leaf.dtype}{list(leaf.shape)}" for k, leaf in enumerate(self.leaves)]
+        if self.scalars:
+            lines.append("  runtime scalars: " + ", ".join(self.scalars))
+        lines.append("  outputs:")
+        for k, spec in enumerate(self.outputs):
+            what = f"output {k}" if k < n_out else \
+                f"update of {self.leaves[self.update_targets[k - n_out]].name}" if self.update_targets else f"update {k}"
+            lines.append(f"    {what}: {spec.dtype}{list(spec.shape)} in {_ref_text(spec.ref, buffer_names)}")
+        lines.append("  buffers:")
+        for b in self.buffers:
+            where = f" at arena offset {b.arena_offset}" if b.kind == "temp" and b.arena_offset >= 0 else ""
+            lines.append(f"    {buffer_names[b.index]}: {b.kind} {b.dtype}[{b.size}]{where}")
+        lines.append("  kernels, in launch order:")
+        order = self.schedule or [("kernel", i) for i in range(len(self.kernels))]
+        origins = list(self.origins or [])
+        for kind, i in order:
+            if kind == "loop":
+                loop = self.loops[i]
+                lines.append(f"    loop {i}: {loop.n_steps} steps{' backwards' if loop.go_backwards else ''}, step:")
+                lines += ["      " + line for line in loop.step.describe().splitlines()]
+                continue
+            k = self.kernels[i]
+            lines.append(f"    {k.name} ({k.family}) grid {k.grid} block {k.block}"
+                         + (f" shared {k.shared_bytes} bytes" if k.shared_bytes else ""))
+            for p, b in zip(k.params, k.bindings):
+                if b.kind == "ptr":
+                    bound = _ref_text(b.ref, buffer_names)
+                elif b.kind == "scalar":
+                    bound = f"runtime scalar {self.scalars[b.slot] if 0 <= b.slot < len(self.scalars) else b.slot}"
+                else:
+                    bound = "the status word"
+                carries = f" carries {p.carries}," if p.carries else ""
+                lines.append(f"      {p.ctype} {p.name}:{carries} {bound}")
+            if i < len(origins) and origins[i]:
+                lines.append("      computes: " + ", ".join(str(n.op) for n in origins[i]))
+        return "\n".join(lines)
+
+    def _buffer_names(self) -> list:
+        names = []
+        for b in self.buffers:
+            if b.kind in ("input", "shared") and 0 <= b.slot < len(self.leaves):
+                names.append(f"buffer {b.index} ({self.leaves[b.slot].name})")
+            elif b.kind == "output":
+                names.append(f"buffer {b.index} (output {b.slot})")
+            elif b.kind == "const":
+                names.append(f"buffer {b.index} (constant {b.slot})")
+            else:
+                names.append(f"buffer {b.index} ({b.kind})")
+        return names
 
     def summary(self) -> str:
         lines = [f"{len(self.kernels)} kernels, arena {self.arena_bytes} bytes "
@@ -230,6 +304,15 @@ class Program:
                    artifacts={a[len(prefix):]: files[a] for a in artifact_files}, **fields)
 
 
+def _ref_text(ref: Ref, buffer_names: list) -> str:
+    text = buffer_names[ref.buffer] if 0 <= ref.buffer < len(buffer_names) else f"buffer {ref.buffer}"
+    if ref.offset:
+        text += f" + {ref.offset}"
+    for slot, coef in ref.dyn:
+        text += f" + {coef} * scalar {slot}"
+    return text
+
+
 def raise_status(program: "Program", status: int) -> None:
     """Raise the error a kernel reported in the status word (0: none)."""
     if not status:
@@ -237,6 +320,8 @@ def raise_status(program: "Program", status: int) -> None:
     from .errors import IndexingError
     k = program.kernels[status - 1] if 0 < status <= len(program.kernels) else None
     where = f"kernel {k.name} ({k.family})" if k else f"a kernel (status {status})"
+    if k is not None and k.origin:
+        where = f"{k.origin}, in {where},"
     raise IndexingError(f"{where} met an index out of range (an advanced index, or a crossentropy label "
                         "outside [0, classes)); nothing was updated. The reference backend "
                         "(backend='reference') names the offending value.")

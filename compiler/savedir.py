@@ -8,10 +8,15 @@ reader learns which files exist, so nothing outside the directory is ever opened
                      written last, in one canonical form (sorted keys, no spaces): any byte
                      changed in it, even one that keeps the JSON's meaning, is refused too
 
-``write`` builds the whole directory next to its destination and renames it into place;
-``replace`` rewrites some files of an existing directory (a function's state) and then its
-``checksums.json``, each with an atomic rename; ``read`` returns every listed file's bytes
-after checking them, or raises ArtifactError naming the file that does not match.
+``write`` builds the whole directory next to its destination and swaps it into place;
+``replace`` rewrites some files of an existing directory (a function's state, a checkpoint)
+the same way, its other files hard-linked from the old directory; ``read`` returns every
+listed file's bytes after checking them, or raises ArtifactError naming the file that does
+not match. A process killed at any point of a write leaves the previous directory intact:
+the swap is one rename(2) (RENAME_EXCHANGE on Linux); where the file system cannot exchange
+two directories it is two renames, and a reader or writer that finds the directory missing
+puts back the previous one (``_recover``). A killed write can leave a hidden temporary
+sibling (``.<name>.*``) behind, never a half-written directory under the name itself.
 Imports only the standard library (a loaded program needs no compiler).
 """
 from __future__ import annotations
@@ -21,6 +26,8 @@ import json
 import os
 import pathlib
 import re
+import ctypes
+import errno
 import shutil
 import stat
 import tempfile
@@ -71,23 +78,83 @@ def write(path: str | os.PathLike, files: dict[str, bytes]) -> pathlib.Path:
                                                  or (path / "manifest.json").exists())):
         raise ArtifactError(f"{path} exists and is not a saved theta program; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _recover(path)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         for name, data in files.items():
             _write_file(tmp / name, data)
         # last: a directory with a checksums file is complete
         _write_file(tmp / CHECKSUMS, _canonical({n: sha256(d) for n, d in files.items()}))
-        if path.exists():
-            old = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "program")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _publish(tmp: pathlib.Path, path: pathlib.Path) -> None:
+    """Put the complete directory ``tmp`` at ``path``, atomically: a reader (or a process killed
+    meanwhile) sees the old directory or the new one, never neither or a mix."""
+    if not path.exists():
+        os.replace(tmp, path)
+    elif _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)   # now the old directory
+    else:   # two renames; _recover puts the old one back if we die between them
+        old = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+        os.replace(path, old / _PREVIOUS)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(path.parent)
+
+
+_PREVIOUS = "program"   # the old directory's name inside its .<name>.old.* holder
+_RENAME_EXCHANGE = 2    # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one step (renameat2 with RENAME_EXCHANGE); False where
+    the C library, the kernel or the file system cannot, so the caller falls back."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, f"cannot swap {a} and {b} into place: {os.strerror(err)}")
+
+
+def _recover(path: pathlib.Path) -> None:
+    """A save killed between the two renames of the fallback swap leaves ``path`` missing and
+    the previous directory in a ``.<name>.old.*`` holder: move it back."""
+    if path.exists() or not path.parent.is_dir():
+        return
+    for holder in sorted(path.parent.glob(f".{path.name}.old.*")):
+        previous = holder / _PREVIOUS
+        if (previous / CHECKSUMS).is_file():
+            try:
+                os.replace(previous, path)
+            except OSError:   # another process got there first
+                pass
+            shutil.rmtree(holder, ignore_errors=True)
+            return
+
+
+def _fsync_dir(directory: pathlib.Path) -> None:
+    """Make the renames in ``directory`` durable (best effort: not every system allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _read_checksums(path: pathlib.Path) -> dict[str, str]:
@@ -132,6 +199,7 @@ def read(path: str | os.PathLike) -> dict[str, bytes]:
     """Every file listed in ``path/checksums.json``, checked against its sha256. Files not listed
     are never read. ArtifactError names the first file that is missing or does not match."""
     path = pathlib.Path(path)
+    _recover(path)
     files = {}
     for name, digest in _read_checksums(path).items():
         try:
@@ -147,26 +215,34 @@ def read(path: str | os.PathLike) -> dict[str, bytes]:
 
 
 def replace(path: str | os.PathLike, files: dict[str, bytes]) -> None:
-    """Rewrite ``files`` of the saved directory ``path`` and their checksums. Each file and then
-    ``checksums.json`` is replaced by an atomic rename; a crash between those renames leaves a
-    directory that is refused at load (never one that loads a mix silently)."""
+    """Rewrite ``files`` of the saved directory ``path`` and their checksums: a new directory
+    holding them (the other listed files hard-linked from the old one, as files are never
+    modified in place) is swapped in as ``write`` does, so a process killed at any point leaves
+    the previous checkpoint loadable, never a mix of old and new files."""
     path = pathlib.Path(path)
+    _recover(path)
     digests = dict(_read_checksums(path))
-    staged = []
+    for name in files:
+        check_name(name, f"saving into {path}")
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
+        for name in digests:
+            if name not in files:
+                _link_or_copy(path / name, tmp / name)
         for name, data in files.items():
-            check_name(name, f"saving into {path}")
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path)
-            os.close(fd)
-            staged.append((pathlib.Path(tmp), path / name))
-            _write_file(pathlib.Path(tmp), data)
+            _write_file(tmp / name, data)
             digests[name] = sha256(data)
-        fd, tmp = tempfile.mkstemp(prefix=f".{CHECKSUMS}.", dir=path)
-        os.close(fd)
-        staged.append((pathlib.Path(tmp), path / CHECKSUMS))
-        _write_file(pathlib.Path(tmp), _canonical(digests))
-        for tmp_file, final in staged:
-            os.replace(tmp_file, final)
-    finally:
-        for tmp_file, _ in staged:
-            tmp_file.unlink(missing_ok=True)
+        _write_file(tmp / CHECKSUMS, _canonical(digests))
+        _publish(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _link_or_copy(src: pathlib.Path, dst: pathlib.Path) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise ArtifactError(f"{src} is listed in {CHECKSUMS} but missing: the program is incomplete") from e
+        shutil.copyfile(src, dst, follow_symlinks=False)

@@ -57,6 +57,9 @@ def dump_function(fn) -> dict:
         "name": fn.name,
         "backend": fn.options.backend,
         "allow_input_downcast": fn.allow_input_downcast,
+        "nan_guard": fn.options.nan_guard,
+        "optimizer": fn.options.optimizer,
+        "debug_mode": fn.options.debug_mode,
     }
 
 
@@ -71,4 +74,5 @@ def load_function(state: dict):
     updates = [(shared[t], e) for t, e in zip(state["update_targets"], graph[n_out:])]
     return Function(inputs, outputs[0] if state["single"] else outputs, updates, name=state["name"],
                     on_unused_input="ignore", backend=state["backend"],
-                    allow_input_downcast=state["allow_input_downcast"])
+                    allow_input_downcast=state["allow_input_downcast"], nan_guard=state.get("nan_guard"),
+                    optimizer=state.get("optimizer"), debug_mode=bool(state.get("debug_mode", False)))

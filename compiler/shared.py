@@ -10,6 +10,20 @@ from .types import TensorType, check_dtype
 
 
 class SharedVariable(Variable):
+    """A variable with a persistent value, shared between functions (Theano's ``SharedVariable``).
+
+    Created by :func:`shared`. Its value lives on the host and, once a kernel backend has run
+    with it, on that device; ``get_value`` and ``set_value`` copy it in and out. Functions read
+    it without it being an input and change it through ``updates``. Pickles with its value.
+
+    Parameters
+    ----------
+    value : array-like
+        The initial value (copied; its dtype and rank are the variable's).
+    name : str, optional
+    broadcastable : sequence of bool, optional
+        Axes of length 1 that broadcast (Theano's flags).
+    """
     __slots__ = ("_value", "_device", "__dict__")
 
     def __init__(self, value, name: str | None = None, broadcastable=None) -> None:
@@ -28,10 +42,36 @@ class SharedVariable(Variable):
         self._device = {}  # backend -> device copy (kept coherent by the backends)
 
     def get_value(self, borrow: bool = False, return_internal_type: bool = False) -> np.ndarray:
+        """The current value, as a NumPy array.
+
+        Parameters
+        ----------
+        borrow : bool, optional
+            Theano's flag; a copy is returned unless ``borrow=True`` (then do not modify it).
+        return_internal_type : bool, optional
+            Accepted for Theano compatibility.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         self._sync_from_device()
         return self._value if borrow else self._value.copy()
 
     def set_value(self, value, borrow: bool = False) -> None:
+        """Replace the value (same dtype and rank; a new shape is allowed and respecializes).
+
+        Parameters
+        ----------
+        value : array-like
+        borrow : bool, optional
+            Accepted for Theano compatibility; the value is copied in.
+
+        Raises
+        ------
+        DTypeError, ShapeError
+            A value of another dtype or rank.
+        """
         arr = self.filter_value(value)
         self._value = arr if borrow else np.array(arr, copy=True)
         self._device.clear()
@@ -83,6 +123,12 @@ class SharedVariable(Variable):
         """``value`` as an array this variable can hold (its dtype, rank and broadcastable
         dims), or a DTypeError/ShapeError; nothing is stored."""
         arr = np.asarray(value)
+        if arr.dtype.name != self.dtype and isinstance(value, (np.ndarray, np.generic)) \
+                and not np.can_cast(arr.dtype, self.dtype, "safe"):
+            # Theano's rule: an array is stored only if no precision is lost (Python numbers and
+            # lists are converted, as they carry no dtype of their own)
+            raise DTypeError(f"set_value of {describe(self)} with a {arr.dtype} array would lose precision; "
+                             f"pass {self.dtype} (value.astype('{self.dtype}'))")
         if arr.dtype.name != self.dtype:
             if not np.can_cast(arr.dtype, self.dtype, "same_kind") or arr.ndim != self.ndim:
                 raise DTypeError(f"set_value of {describe(self)} with a {arr.dtype} array")
@@ -108,8 +154,39 @@ def _rebuild_shared(value, name, broadcastable):
 
 def shared(value, name: str | None = None, borrow: bool = False, broadcastable=None, strict: bool = False,
            **kwargs) -> SharedVariable:
-    """theta.shared: a variable with a persistent value (borrow is accepted for Theano
-    compatibility; the value is always copied in so the user's array is never aliased)."""
+    """A shared variable holding ``value`` (Theano's ``theano.shared``).
+
+    Parameters
+    ----------
+    value : array-like or number
+        The initial value; its dtype is kept (use ``np.float32`` arrays for float32 models).
+    name : str, optional
+        Shown in errors and printing; ``theta.load``'s ``get_value(name)`` uses it.
+    borrow : bool, optional
+        Accepted for Theano compatibility: the value is always copied in, so the caller's array
+        is never aliased.
+    broadcastable : sequence of bool, optional
+        Theano's flags for axes of length 1.
+    strict : bool, optional
+        Accepted for Theano compatibility.
+    **kwargs
+        Theano's other keywords, ignored.
+
+    Returns
+    -------
+    SharedVariable
+
+    Raises
+    ------
+    DTypeError
+        ``value`` is a symbolic Variable, or has a dtype theta does not support.
+
+    Examples
+    --------
+    >>> W = theta.shared(np.zeros((784, 10), dtype="float32"), name="W")
+    >>> W.get_value().shape
+    (784, 10)
+    """
     if isinstance(value, Variable):
         raise DTypeError(f"theta.shared needs a value, got the symbolic variable {value!r}")
     return SharedVariable(value, name=name, broadcastable=broadcastable)

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import GraphError, IndexingError, describe
+from .errors import GraphError, IndexingError, SizeError, describe
 from .graph import Variable, constant, rebuild, toposort
 from .ops.args import Arg, DSlice, Slice
 from .ops.index import IncSubtensor, Subtensor
@@ -37,7 +37,28 @@ def concrete_leaves(leaves: Sequence[Variable], shapes: Sequence[tuple]) -> dict
 
 
 def level1(outputs: Sequence[Variable], leaf_map: dict) -> list[Variable]:
-    return rebuild(list(outputs), leaf_map)
+    outs = rebuild(list(outputs), leaf_map)
+    check_sizes(outs)
+    return outs
+
+
+# No tensor may need more bytes than this (1 TiB, beyond any host or GPU memory): such a graph
+# is a mistake (T.zeros((n, n)) with n = 10**6), refused at once like NumPy's MemoryError
+# instead of computing for hours (np.zeros maps untouched pages, so NumPy itself would not stop).
+MAX_TENSOR_BYTES = 2 ** 40
+
+
+def check_sizes(outputs: Sequence[Variable]) -> None:
+    """SizeError naming the first variable whose concrete shape needs over MAX_TENSOR_BYTES."""
+    for var in toposort(list(outputs)):
+        shape = var.type.shape
+        if None in shape:
+            continue
+        nbytes = int(np.prod([int(d) for d in shape], dtype=object)) * np.dtype(var.dtype).itemsize
+        if nbytes > MAX_TENSOR_BYTES:
+            raise SizeError(f"{describe(var)} needs {nbytes / 2 ** 40:.3g} TiB ({'x'.join(map(str, shape))} "
+                            f"elements of {var.dtype}), more than any memory holds (limit "
+                            f"{MAX_TENSOR_BYTES // 2 ** 30} GiB per tensor)")
 
 
 def _index_ops(node: Variable) -> bool:
@@ -199,4 +220,5 @@ def level2(outputs: Sequence[Variable], plan: DynamicPlan, values: dict[int, int
     replace = {v: constant(np.int64(values[id(v)])) for v in plan.static_vars}
     ctx = Level2Context(values)
     outs = rebuild(list(outputs), replace, ctx)
+    check_sizes(outs)
     return outs, ctx.implicit

@@ -9,7 +9,10 @@ Concurrency: a process that misses takes a per-entry file lock (filelock) before
 building, and looks again once it holds it, so N processes that want the same entry
 build it once. Publishing is atomic: the artifact is built in a private temporary
 directory next to the entry, fsync'ed, then os.replace'd into place (sidecar last).
-Readers never lock: an entry whose sidecar does not match is simply "not there yet".
+Readers never lock: an entry whose sidecar does not match is simply "not there yet". A
+process killed mid-build (SIGKILL, a crash) releases its lock with its life and leaves at
+most a build directory, which the next builder of that key deletes, and never a sidecar
+that matches a partial artifact (tests/test_faults.py kills compiles at each step).
 
 Layout: <root>/<key[:2]>/<key><suffix>, <...>.meta.json, <...>.lock
 """
@@ -101,6 +104,7 @@ class KernelCache:
             if corrupt:  # never leave a known-bad entry behind, even if the rebuild fails
                 path.unlink(missing_ok=True)
                 _meta_path(path).unlink(missing_ok=True)
+            _remove_stale_builds(path, key)
             _build_and_publish(path, key, suffix, build)
         if corrupt:
             self.rebuilds += 1
@@ -140,6 +144,14 @@ def _is_valid(path: Path) -> bool:
         return _digest(path) == (meta["sha256"], meta["size"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def _remove_stale_builds(path: Path, key: str) -> None:
+    """Delete the build directories of ``key`` left by processes killed while building it. Only
+    the holder of the entry's lock builds it, and we hold it: any such directory is a dead one."""
+    for stale in path.parent.glob(f".build-{key[:16]}-*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

@@ -59,6 +59,9 @@ class Executor:
         self._order = ([("kernel", self._launches[i]) if kind == "kernel" else ("loop", self._loops[i])
                         for kind, i in program.schedule] or [("kernel", plan) for plan in self._launches])
         self._placed = self._plan_relocation() if relocatable else {}
+        if program.guard:   # compiled with nan_guard=True: check items around kernels (runtime/nan_guard.py)
+            from .nan_guard import guarded_order
+            self._order = guarded_order(self, self._order)
         # leaves nothing reads (an index only the minibatch start was computed from) are not bound
         read = {b.ref.buffer for k in program.kernels for b in k.bindings if b.kind == "ptr"}
         read |= {o.ref.buffer for o in program.outputs}
@@ -191,6 +194,9 @@ class Executor:
         for kind, item in self._order:
             if kind == "loop":
                 item.issue(self, base, scalars)
+                continue
+            if kind == "check":   # the NaN guard's, only in a Program compiled with it
+                item(base, scalars)
                 continue
             handle, args, patches = item
             if patches:

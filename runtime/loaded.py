@@ -25,7 +25,7 @@ import numpy as np
 
 from ..compiler import savedir
 from ..compiler.convert import convert_input
-from ..compiler.errors import ArtifactError, DTypeError, InputError
+from ..compiler.errors import ArtifactError, DTypeError, InputError, public_entry
 from ..compiler.program import Program
 from .backends import device, resolve
 from .device import Resident
@@ -70,6 +70,7 @@ class LoadedFunction:
     def _what(self) -> str:
         return f"loaded function {self.name!r}" if self.name else "loaded function"
 
+    @public_entry
     def __call__(self, *inputs, scalars: Sequence[int] = ()):
         if len(inputs) != self.n_inputs:
             raise InputError(f"{self._what()} takes {self.n_inputs} inputs, got {len(inputs)}")
@@ -191,11 +192,43 @@ def _function_meta(meta: Any, program: Program, where: str) -> dict:
     return meta
 
 
+@public_entry
 def load(path: str | os.PathLike, backend: str = "auto", allow_input_downcast: bool | None = None) -> LoadedFunction:
-    """Load a directory written by ``f.save(path)`` (inputs in, outputs out, updates applied to
-    the loaded state) or by ``f.program.save(path)`` (every input and shared value passed in,
-    outputs and update values returned). ``allow_input_downcast`` (None: as saved) lets a
-    float64 array into a float32 input."""
+    """Load a saved training step or Program and return a callable that runs it (no compiler needed).
+
+    ``f.save(path)`` writes the Program (kernels, launches, buffers), the shared variables'
+    values and the built artifacts, each listed with its sha256. ``load`` checks them, never
+    unpickles anything and imports neither sympy nor jinja2.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A directory written by ``f.save(path)`` (the callable takes the inputs, returns the
+        outputs and applies the updates to its own copy of the state) or by
+        ``f.program.save(path)`` (every input and shared value passed in; outputs and update
+        values returned).
+    backend : {'auto', 'emu', 'cuda'}, optional
+        Where to run the kernels (``auto``: cuda when available, else emu).
+    allow_input_downcast : bool, optional
+        Let a float64 array into a float32 input; None (default) keeps what was saved.
+
+    Returns
+    -------
+    LoadedFunction
+        Callable; ``get_value(name)``/``set_value(name, v)`` access its state and
+        ``save_state(path)`` writes it back.
+
+    Raises
+    ------
+    ArtifactError
+        A missing or changed file, or a directory that is not a saved function.
+
+    Examples
+    --------
+    >>> train.save("step")
+    >>> job = theta.load("step")
+    >>> job(xb, yb); job.get_value("W")
+    """
     path = pathlib.Path(path)
     files = savedir.read(path)       # every file checked against checksums.json first
     program = Program.from_files(path, files)

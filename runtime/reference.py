@@ -19,8 +19,12 @@ class ReferenceProgram:
 
     backend = "reference"
 
-    def __init__(self, outputs: Sequence[Variable]) -> None:
+    def __init__(self, outputs: Sequence[Variable], nan_guard: bool = False, debug: bool = False) -> None:
         self.outputs = list(outputs)
+        # check every float result for NaN/Inf as it is computed (runtime/nan_guard.py)
+        self.nan_guard = nan_guard
+        # DebugMode: check every op's result against the type its rule promised (check_type)
+        self.debug = debug
         self.order = [n for n in toposort(self.outputs) if not n.is_leaf]
         users = clients(self.order)
         keep = {id(o) for o in self.outputs}
@@ -40,6 +44,10 @@ class ReferenceProgram:
 
     def run(self, leaf_values: dict[int, np.ndarray]) -> list[np.ndarray]:
         values = {k: host_value(v) for k, v in leaf_values.items()}
+        guard = self.nan_guard
+        if guard:
+            from . import nan_guard
+            nan_guard.check_leaves([n for n in toposort(self.outputs) if n.is_leaf], values, leaf_values)
         for step, node in enumerate(self.order):
             args = []
             for i in node.inputs:
@@ -54,14 +62,39 @@ class ReferenceProgram:
             except ThetaError as e:
                 raise type(e)(f"{e}\n  while computing {node.op} (from {describe(node)})") from e
             out = np.asarray(out)
+            if self.debug:
+                check_type(node, out)
             if out.dtype.name != node.dtype:
                 out = out.astype(node.dtype)
             if node.type.is_concrete and out.shape != node.type.shape:
                 raise ThetaError(f"{node.op} produced shape {out.shape}, its shape rule said {node.type.shape}")
+            if guard:
+                nan_guard.check_node(node, args, out)
             values[id(node)] = out
             for dead in self._free_after[step]:
                 values.pop(dead, None)
         return [values[id(o)] if not o.is_constant else o.data for o in self.outputs]
+
+
+def check_type(node: Variable, out: np.ndarray) -> None:
+    """DebugMode on the reference backend: the value an op's ``perform`` returned must have the
+    rank, the known dimensions and the kind of dtype (bool, integer, float, complex) of the
+    type its shape/dtype rule gave the node (the precision may differ: a float32 sum
+    accumulates in float64 and is rounded after)."""
+    from ..compiler.errors import DebugModeError
+    want = node.type
+    problem = ""
+    if out.ndim != len(want.shape):
+        problem = f"rank {out.ndim} (shape {out.shape}), its type says rank {len(want.shape)}"
+    elif any(d is not None and d != g for d, g in zip(want.shape, out.shape)):
+        problem = f"shape {out.shape}, its type says {tuple(want.shape)}"
+    else:
+        kind, have = np.dtype(want.dtype).kind, out.dtype.kind
+        same = {"b": "b", "i": "iu", "u": "iu", "f": "f", "c": "fc"}.get(kind, kind)
+        if have not in same:
+            problem = f"dtype {out.dtype.name}, its type says {want.dtype}"
+    if problem:
+        raise DebugModeError(f"DebugMode: {node.op} returned a value of {problem}\n  op: {describe(node)}")
 
 
 def host_value(v):

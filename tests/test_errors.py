@@ -54,6 +54,7 @@ def test_wrong_static_shape():
     assert "'x3'" in msg and "(2, 4)" in msg and "3" in msg and HERE in msg
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_wrong_dtype_fails_before_any_work():
     f, counter = _counting_fn()
     for bad in (np.ones((2, 2), "float64"), np.ones((2, 2), "int64")):
@@ -129,6 +130,7 @@ def test_symbolic_value_as_argument():
     _assert_not_run(counter)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_shape_mismatch_at_call_time_names_both_operands_and_the_line():
     x = T.matrix("xa")
     decl = f"{HERE}:{_lineno() - 1}"
@@ -149,6 +151,7 @@ def test_shape_mismatch_at_call_time_names_both_operands_and_the_line():
     assert out.shape == (2, 3)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_dot_shape_mismatch_at_call_time():
     a = T.matrix("a")
     b = T.matrix("b")
@@ -158,6 +161,7 @@ def test_dot_shape_mismatch_at_call_time():
     assert "'a'" in str(info.value) and "'b'" in str(info.value)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_index_out_of_range_fails_before_updates():
     v = T.vector("vec")
     i = T.lscalar("i")
@@ -169,6 +173,7 @@ def test_index_out_of_range_fails_before_updates():
     _assert_not_run(counter)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_crossentropy_label_out_of_range_fails_before_updates():
     z = T.matrix("z")
     y = T.lvector("y")
@@ -214,6 +219,7 @@ def test_symbolic_truth_value_is_an_error():
 # dtype: a float32 graph stays float32
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_float32_graph_never_becomes_float64():
     x = T.fmatrix("x")
     v = T.fvector("v")

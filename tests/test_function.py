@@ -49,6 +49,7 @@ def test_no_outputs_returns_empty_list_and_runs_updates():
     assert acc.get_value() == pytest.approx(3.5)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_same_output_twice():
     x = T.vector("x")
     y = x * 3
@@ -59,6 +60,7 @@ def test_same_output_twice():
     assert b[0] == 3
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_output_can_be_an_input_or_a_constant():
     x = T.vector("x")
     f = theta.function([x], [x, T.as_tensor_variable(3.0)])
@@ -72,6 +74,7 @@ def test_output_can_be_an_input_or_a_constant():
 # updates
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 @pytest.mark.parametrize("as_dict", [True, False])
 def test_updates_applied_after_outputs(as_dict):
     x = T.vector("x")
@@ -89,6 +92,7 @@ def test_updates_applied_after_outputs(as_dict):
     assert float(o) == pytest.approx(4.5)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_updates_read_old_values_of_each_other():
     a = theta.shared(f32([1.0]), name="a")
     b = theta.shared(f32([2.0]), name="b")
@@ -101,6 +105,7 @@ def test_updates_read_old_values_of_each_other():
     np.testing.assert_array_equal(b.get_value(), [2.0])
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_update_that_is_another_shared_value_does_not_alias_it():
     a = theta.shared(f32([1.0, 2.0]), name="a")
     b = theta.shared(f32([5.0, 6.0]), name="b")
@@ -143,6 +148,7 @@ def _minibatch_fn(n_rows=10, bs=4):
     return f, data_v, labels_v
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_givens_minibatches_including_partial_last_batch():
     bs = 4
     f, data_v, labels_v = _minibatch_fn(10, bs)
@@ -174,6 +180,7 @@ def test_givens_batches_of_equal_size_share_one_specialization():
     np.testing.assert_allclose(f(1)[0], data_v[4:8].sum(axis=1))
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_givens_with_training_update():
     data_v = np.random.default_rng(0).standard_normal((6, 2)).astype("float32")
     data = theta.shared(data_v, name="data")
@@ -290,6 +297,7 @@ def test_shared_value_shape_change_gets_a_new_specialization():
 # aliasing
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_outputs_do_not_alias_inputs():
     x = T.vector("x")
     m = T.matrix("m")
@@ -313,6 +321,7 @@ def test_outputs_do_not_alias_shared_values():
     np.testing.assert_array_equal(W.get_value(), [[1, 2], [3, 4]])
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_output_of_updated_shared_is_the_old_value_and_not_aliased():
     W = theta.shared(f32([1, 2]), name="W")
     f = theta.function([], W, updates=[(W, W + 1)])
@@ -385,6 +394,7 @@ def test_function_sees_set_value():
 # symbolic scalar index
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_symbolic_index_positive_and_negative():
     v = T.vector("v")
     i = T.lscalar("i")
@@ -406,6 +416,7 @@ def test_symbolic_index_on_matrix_rows_and_columns():
     assert float(e) == mv[-1, 2]
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 @pytest.mark.parametrize("bad", [5, -6, 100])
 def test_symbolic_index_out_of_range(bad):
     v = T.vector("v")
@@ -428,6 +439,7 @@ def test_symbolic_index_out_of_range_after_a_good_call():
     assert float(f(f32([1, 2, 3]), -3)) == 1
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_update_equal_to_an_output_does_not_alias_it():
     W = theta.shared(f32([1, 2]), name="W")
     f = theta.function([], W + 1, updates=[(W, W + 1)])  # one hash-consed node, two destinations
@@ -438,6 +450,7 @@ def test_update_equal_to_an_output_does_not_alias_it():
     np.testing.assert_array_equal(W.get_value(), [2, 3])
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_update_to_an_input_value_does_not_alias_the_users_array():
     W = theta.shared(f32([0, 0]), name="W")
     x = T.vector("x")
@@ -448,7 +461,12 @@ def test_update_to_an_input_value_does_not_alias_the_users_array():
     np.testing.assert_array_equal(W.get_value(), [1, 2])
 
 
-def test_updates_are_all_or_nothing():
+def test_updates_are_all_or_nothing(on_backend, request):
+    if on_backend == "emu":
+        # runtime/executor.py _apply_updates copies a's update into its device buffer before it
+        # finds that r's update has the wrong shape; a's host copy is not marked stale, so the
+        # next call starts from the half-applied step (a = 2 after one good call)
+        request.applymarker(pytest.mark.xfail(strict=True, reason="emu applies a's update before refusing r's"))
     a = theta.shared(f32([0, 0]), name="a")
     r = theta.shared(np.zeros((1, 4), "float32"), name="r", broadcastable=(True, False))
     m = T.matrix("m")

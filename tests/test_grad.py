@@ -72,6 +72,7 @@ def test_cost_must_be_scalar():
         theta.grad(x * 2, x)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_consider_constant():
     x = T.vector("x")
     c = x ** 2
@@ -116,6 +117,7 @@ def test_known_grads_without_cost():
     np.testing.assert_allclose(out, [30, 60])
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_known_grads_with_cost_adds_up():
     x = T.vector("x")
     h = x ** 2
@@ -191,6 +193,7 @@ def test_disconnected_grad_only_path_is_disconnected():
 # higher order
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_second_derivative_of_scalar():
     x = T.dscalar("x")
     y = x ** 3 + T.sin(x)
@@ -216,6 +219,7 @@ def _mlp():
     return [x, y], [W1, b1, W2], cost
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_hessian_vector_product_of_mlp_matches_finite_differences():
     rng = np.random.default_rng(0)
     data, params, cost = _mlp()
@@ -238,6 +242,7 @@ def test_hessian_vector_product_of_mlp_matches_finite_differences():
     assert max(np.abs(g).max() for g in got) > 1e-2  # not trivially zero
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_gradient_of_gradient_norm():
     # grad(sum(grad(c, W)**2), W) (a gradient penalty) against finite differences
     rng = np.random.default_rng(1)
@@ -300,6 +305,7 @@ def test_softplus_matches_log1p_exp():
     np.testing.assert_allclose(f(xv), np.log1p(np.exp(xv)), rtol=1e-14)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_softplus_of_log_one_plus_exp_form_does_not_overflow():
     x = T.dvector("x")
     f = theta.function([x], T.log(1 + T.exp(x)))
@@ -308,6 +314,7 @@ def test_softplus_of_log_one_plus_exp_form_does_not_overflow():
     np.testing.assert_allclose(out, [np.log1p(np.exp(-40.0)), np.log(2.0), 800.0], rtol=1e-12)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_gradient_of_log_one_minus_sigmoid(dtype):
     x = T.vector("x", dtype=dtype)
@@ -324,6 +331,7 @@ def test_gradient_of_log_one_minus_sigmoid(dtype):
     assert float(c) == pytest.approx(-100 - np.log(2.0), rel=1e-6)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_log_softmax_stays_finite(dtype):
     m = T.matrix("m", dtype=dtype)
@@ -336,6 +344,7 @@ def test_log_softmax_stays_finite(dtype):
     np.testing.assert_allclose(out, ref, rtol=1e-5 if dtype == "float32" else 1e-12)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_crossentropy_softmax_gradient_with_huge_logits(dtype):
     z = T.matrix("z", dtype=dtype)

@@ -50,6 +50,7 @@ def test_shared_value_after_updates_is_pickled():
     assert float(pickle.loads(pickle.dumps(acc)).get_value()) == 2.0
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_compiled_function_roundtrip_computes_and_updates():
     train, W, b, X, Y = _logreg()
     c0 = train(X, Y)  # train a step first: the pickle must carry the current values
@@ -99,6 +100,7 @@ def test_pickled_function_keeps_defaults_keywords_and_checks():
     assert isinstance(listed(np.ones(1, "float32")), list)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_function_with_casts_roundtrip():
     x = T.fmatrix("x")
     i = T.lvector("i")
@@ -113,6 +115,7 @@ def test_function_with_casts_roundtrip():
         np.testing.assert_array_equal(w, g)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_minibatch_function_roundtrip():
     data = theta.shared(np.arange(20, dtype="float32").reshape(10, 2), name="data")
     i = T.lscalar("i")

@@ -46,6 +46,7 @@ def test_hash_consing():
     assert T.as_tensor_variable(np.float32(2.5)) is T.as_tensor_variable(np.float32(2.5))
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_equal_outputs_are_one_node_after_compilation():
     x = T.matrix("x")
     f = theta.function([x], [T.dot(x, x.T), T.dot(x, x.T) + 0])
@@ -98,6 +99,7 @@ def test_shape_used_in_arithmetic_is_inlined():
     assert not any(type(op).__name__ == "Shape" for op in _ops([out]))
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_folded_constant_output_is_writable_copy():
     x = T.matrix("x")
     f = theta.function([x], T.arange(x.shape[0]))
@@ -114,6 +116,7 @@ def _exprs(outputs):
     return [op.expr for op in _ops(outputs) if hasattr(op, "expr")]
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_log1p_and_expm1_rewrites_fire():
     x = T.dvector("x")
     f = theta.function([x], [T.log(1 + x), T.exp(x) - 1, T.log(x + 1) * 2])
@@ -134,6 +137,7 @@ def test_log1p_across_nodes():
     assert float(f(np.array([1e-12]))[0]) == pytest.approx(1e-12, rel=1e-10)
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 @pytest.mark.parametrize("n", [2, 5000])  # small: the row arange is folded to a literal; large: it is not
 def test_crossentropy_softmax_int_node_in_rewritten_cost(n):
     z = T.matrix("z")
@@ -168,6 +172,7 @@ def test_log_one_minus_sigmoid_becomes_softplus():
 # optimizer='None'
 
 
+@pytest.mark.usefixtures("on_backend")   # reference and emu (tests/conftest.py)
 def test_optimizer_none_still_runs_correctly(optimizer_none):
     rng = np.random.default_rng(0)
     x = T.dmatrix("x")

@@ -21,9 +21,10 @@ class ReferenceRunner:
     applies_updates = False
     kernels: list = []
 
-    def __init__(self, outputs: Sequence, leaves: Sequence, scalars: Sequence) -> None:
+    def __init__(self, outputs: Sequence, leaves: Sequence, scalars: Sequence, nan_guard: bool = False,
+                 debug: bool = False) -> None:
         from .runtime.reference import ReferenceProgram
-        self.graph = ReferenceProgram(outputs)
+        self.graph = ReferenceProgram(outputs, nan_guard, debug=debug)
         self.leaves, self.scalars = list(leaves), list(scalars)
 
     def run(self, leaf_values: Sequence, scalar_values: Sequence) -> list:
@@ -60,15 +61,19 @@ def device(backend: str, options=None):
 
 
 def build(outputs: Sequence, options, leaves: Sequence = (), scalars: Sequence = (), n_outputs: int | None = None,
-          update_targets: Sequence[int] = ()):
+          update_targets: Sequence[int] = (), n_inputs: int | None = None):
     """A runner for the specialized, rewritten graph ``outputs`` (function outputs, then one update
-    value per entry of ``update_targets``: the leaf index it writes) on ``options.backend``."""
+    value per entry of ``update_targets``: the leaf index it writes) on ``options.backend``; the
+    leaves are ``n_inputs`` inputs, then shared variables (None: all inputs)."""
     from .runtime import backends
     backend = backends.resolve(options.backend)
     if backend == "reference":
-        return ReferenceRunner(outputs, leaves, scalars)
+        return ReferenceRunner(outputs, leaves, scalars, bool(getattr(options, "nan_guard", False)),
+                               debug=bool(getattr(options, "debug_mode", False)))
     from .compiler.pipeline import build_program
-    program = build_program(outputs, leaves, scalars, len(update_targets), list(update_targets))
+    program = build_program(outputs, leaves, scalars, len(update_targets), list(update_targets),
+                            guard=bool(getattr(options, "nan_guard", False)), n_inputs=n_inputs,
+                            debug=bool(getattr(options, "debug_mode", False)))
     return KernelRunner(program, device(backend, options))
 
 

@@ -79,7 +79,7 @@ def _numpy_fn(expr: sp.Expr, nin: int):
         dtype = getattr(type(f), "dtype", None)
         if dtype is not None:
             namespace[type(f).__name__] = scalar.numpy_cast(dtype)
-    return sp.lambdify(scalar.symbols(nin), expr, modules=[namespace, "numpy"])
+    return sp.lambdify(scalar.symbols(nin), scalar.as_ieee(expr), modules=[namespace, "numpy"])
 
 
 def make(expr: sp.Expr, inputs: list, dtype: str, name: str | None = None) -> Variable:

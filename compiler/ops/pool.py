@@ -123,6 +123,28 @@ class PoolBase(Op):
 
 @dataclasses.dataclass(frozen=True)
 class Pool(PoolBase):
+    """The pooling op behind :func:`pool_2d` (Theano's ``theano.tensor.signal.pool.Pool``).
+
+    Applied to a tensor (``Pool(ws, stride, pad, ignore_border, mode)(x)``) it pools the last two
+    axes; :func:`pool_2d` checks the arguments and is the usual entry point.
+
+    Parameters
+    ----------
+    ws : pair of int
+        Window (rows, cols).
+    stride : pair of int
+        Distance between windows.
+    pad : pair of int
+        Zero padding on both sides of rows and columns.
+    ignore_border : bool
+        Only whole windows (True) or a partial window at the end of each axis too.
+    mode : {'max', 'sum', 'average_inc_pad', 'average_exc_pad'}
+
+    Raises
+    ------
+    PoolArgumentError
+        An unknown mode.
+    """
     mode: str = "max"
 
     def __post_init__(self) -> None:
@@ -168,7 +190,18 @@ class Pool(PoolBase):
 
 @dataclasses.dataclass(frozen=True)
 class MaxPoolGrad(PoolBase):
-    """(x, maxout, gz) -> gx: every element equal to its window's max gets the window's gz."""
+    """The gradient of max pooling: ``(x, maxout, gz) -> gx``.
+
+    Every element equal to its window's maximum receives the window's ``gz`` (as Theano's
+    ``MaxPoolGrad``; ties all receive it). On the kernel backends it gathers from the windows
+    holding each input element, with no atomics.
+
+    Parameters
+    ----------
+    ws, stride, pad : pair of int
+    ignore_border : bool
+        As for :class:`Pool`.
+    """
 
     def make_type(self, x: Variable, maxout: Variable, gz: Variable) -> TensorType:
         out = self.out_shape(x)
@@ -219,7 +252,15 @@ class MaxPoolGradGrad(PoolBase):
 
 @dataclasses.dataclass(frozen=True)
 class AveragePoolGrad(PoolBase):
-    """(x, gz) -> gx for the sum and average modes (x gives only the shape: it is never read)."""
+    """The gradient of sum and average pooling: ``(x, gz) -> gx`` (``x`` gives only the shape).
+
+    Parameters
+    ----------
+    ws, stride, pad : pair of int
+    ignore_border : bool
+        As for :class:`Pool`.
+    mode : {'sum', 'average_inc_pad', 'average_exc_pad'}
+    """
     mode: str = "sum"
 
     def __post_init__(self) -> None:

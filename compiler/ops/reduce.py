@@ -88,15 +88,19 @@ def expand_reduced(v: Variable, axes: tuple, ndim: int) -> Variable:
     return dimshuffle(v, order)
 
 
-def normalize_axes(axis, ndim: int, what: str = "axis") -> tuple:
+def normalize_axes(axis, ndim: int, what: str = "axis", var=None) -> tuple:
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    of = f" of {describe(var)}" if var is not None else ""   # the culprit, with the user's line
+    iterable = hasattr(axis, "__iter__") and not isinstance(axis, (str, bytes))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis) if iterable else None
+    if axes is None or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axes):
+        raise ShapeError(f"{what}{of} must be an int, a tuple of ints or None, got {axis!r}")
     out = []
     for a in axes:
         a = int(a)
         if not -ndim <= a < ndim:
-            raise ShapeError(f"{what} {a} is out of range for a tensor of rank {ndim}")
+            raise ShapeError(f"{what} {a}{of} is out of range for a tensor of rank {ndim}")
         out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ShapeError(f"repeated {what} in {axis}")
@@ -107,7 +111,7 @@ def reduce(kind: str, x: Variable, axis=None, keepdims: bool = False, dtype: str
     from ..tensor.basic import as_tensor_variable
     from ..options import config
     x = as_tensor_variable(x)
-    axes = normalize_axes(axis, x.ndim)
+    axes = normalize_axes(axis, x.ndim, var=x)
     if dtype is None:
         if kind in ("sum", "prod"):
             dtype = sum_dtype(x.dtype)
@@ -155,6 +159,6 @@ def argreduce(kind: str, x: Variable, axis=None, keepdims: bool = False) -> Vari
     if axis is None:
         out = ArgReduce(kind, 0)(flatten(x, 1))
         return expand_reduced(out, tuple(range(x.ndim)), x.ndim) if keepdims else out
-    (a,) = normalize_axes(axis, x.ndim)
+    (a,) = normalize_axes(axis, x.ndim, var=x)
     out = ArgReduce(kind, a)(x)
     return expand_reduced(out, (a,), x.ndim) if keepdims else out

@@ -26,6 +26,23 @@ def _symbol(i: int) -> sp.Symbol:
     return sp.Symbol(f"x{i}", real=True)
 
 
+# sympy's special values. sympy folds x/0 to zoo*x and x + inf to oo (its real symbols are
+# finite), which loses the sign and NaN that NumPy/IEEE give; theta keeps such literals out of
+# expressions (has_special) and maps any that still get in to IEEE values (as_ieee).
+SPECIAL = (sp.zoo, sp.oo, -sp.oo, sp.nan)
+
+
+def has_special(expr) -> bool:
+    """Whether ``expr`` contains zoo, oo, -oo or nan."""
+    return bool(getattr(expr, "has", None)) and expr.has(*SPECIAL)
+
+
+def as_ieee(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with zoo (sympy's unsigned infinity, from 1/0 or log(0)) as +inf: printers know
+    inf and nan; ``zoo*x`` then gives NumPy's ``x/0`` (inf, -inf, or nan at 0)."""
+    return expr.xreplace({sp.zoo: sp.oo}) if expr.has(sp.zoo) else expr
+
+
 class _Zero(sp.Function):
     """Base for functions whose derivative is zero everywhere (comparisons, rounding...)."""
 

@@ -21,6 +21,10 @@ class DimShuffle(Op):
 
     def make_type(self, x: Variable) -> TensorType:
         axes = [a for a in self.order if a != "x"]
+        if any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axes):
+            # 'y', 1.0, None...: Theano takes only axis numbers and 'x'
+            raise ShapeError(f"invalid dimshuffle {self.order} of {describe(x)}: the pattern takes input axis "
+                             "numbers and 'x' (a new broadcastable axis)")
         if sorted(set(axes)) != sorted(axes) or any(not 0 <= a < x.ndim for a in axes):
             raise ShapeError(f"invalid dimshuffle {self.order} of {describe(x)}")
         for a in set(range(x.ndim)) - set(axes):
@@ -246,6 +250,27 @@ class Arange(Op):
 
 
 def arange(start, stop=None, step=1, dtype: str | None = None) -> Variable:
+    """Evenly spaced integers (or floats) ``[start, stop)`` by ``step`` (Theano's ``T.arange``).
+
+    As ``numpy.arange``: ``arange(n)`` is ``0 .. n-1``. The bounds may be symbolic integer
+    scalars (``T.arange(x.shape[0])``), which is how rows are indexed per example
+    (``p[T.arange(y.shape[0]), y]``).
+
+    Parameters
+    ----------
+    start : int or integer scalar Variable
+        The first value, or the stop when ``stop`` is not given.
+    stop : int or integer scalar Variable, optional
+    step : int or integer scalar Variable, optional
+        Default 1.
+    dtype : str, optional
+        Default int64.
+
+    Returns
+    -------
+    Variable
+        A vector.
+    """
     if stop is None:
         start, stop = 0, start
     entries, args = symbolic_dims([start, stop, step])

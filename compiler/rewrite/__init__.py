@@ -20,20 +20,32 @@ def stabilize_graph(outputs: Sequence[Variable]) -> list[Variable]:
     return rewrite_to_fixpoint(outputs, stabilize.RULES + canonicalize.RULES)
 
 
+# Each pass takes the outputs and ``misses`` (compiler.rewrite.engine.rewrite: which rules did not
+# fire on which nodes, shared by the passes of one optimize, so no rule is tried twice on a node).
 PASSES = [
-    ("canonicalize", lambda outs: rewrite_to_fixpoint(outs, canonicalize.RULES)),
-    ("constant_fold", lambda outs: rewrite_to_fixpoint(outs, fold.RULES + canonicalize.RULES)),
-    ("stabilize", lambda outs: rewrite_to_fixpoint(outs, stabilize.RULES + canonicalize.RULES)),
-    ("merge", merge),
+    ("canonicalize", lambda outs, misses=None: rewrite_to_fixpoint(outs, canonicalize.RULES, misses=misses)),
+    ("constant_fold", lambda outs, misses=None: rewrite_to_fixpoint(outs, fold.RULES + canonicalize.RULES,
+                                                                    misses=misses)),
+    ("stabilize", lambda outs, misses=None: rewrite_to_fixpoint(outs, stabilize.RULES + canonicalize.RULES,
+                                                                misses=misses)),
+    ("merge", lambda outs, misses=None: merge(outs)),
 ]
+
+
+# what optimizer='fast_compile' runs: the required pass, and the stable forms of log/exp/softmax
+FAST_COMPILE_PASSES = ("canonicalize", "stabilize")
 
 
 def optimize(outputs: Sequence[Variable], optimizer: str = "fast_run") -> list[Variable]:
     """Run the passes in order. With optimizer='None' only the passes required for correctness
-    (canonicalize lowers shape-dependent gradient ops) run."""
+    (canonicalize lowers shape-dependent gradient ops) run; with 'fast_compile' (Theano's
+    FAST_COMPILE) those and the ones numerics need (``FAST_COMPILE_PASSES``)."""
     outputs = list(outputs)
+    misses: dict = {}
     for name, run in PASSES:
         if optimizer == "None" and name != "canonicalize":
             continue
-        outputs = run(outputs)
+        if optimizer == "fast_compile" and name not in FAST_COMPILE_PASSES:
+            continue
+        outputs = run(outputs, misses)
     return outputs

@@ -31,6 +31,8 @@ def inline_scalar_constants(node: Variable):
     if any(inp.ndim and inp.data.shape != (1,) * inp.ndim for inp in node.inputs if inp.is_constant and inp.data.size == 1):
         return None
     expr = node.op.expr.xreplace(subs)
+    if S.has_special(expr) and not S.has_special(node.op.expr):
+        return None   # x/0 would fold to zoo*x: keep the zero an input, so IEEE gives inf, -inf or nan
     # Keep the output shape: the remaining inputs must still broadcast to it.
     from ..types import broadcast_shapes
     shape = broadcast_shapes([v.type.shape for _, v in keep], lambda: "")
@@ -117,6 +119,8 @@ def inline_unary_producers(node: Variable):
     if not subs:
         return None
     expr = node.op.expr.xreplace(subs)
+    if S.has_special(expr) and not S.has_special(node.op.expr):
+        return None   # log(0*x) would fold to zoo, not NumPy's -inf
     # Only when the composition simplifies (neg(neg(x)) -> x): otherwise the producer may be
     # needed anyway (an activation the backward pass reads) and inlining would recompute it.
     before = sp.count_ops(node.op.expr) + sum(sp.count_ops(node.inputs[i].op.expr)
