@@ -54,8 +54,25 @@ def _check_seed(seed) -> int:
 
 
 class RandomStreams:
-    """Theano's ``theano.tensor.shared_randomstreams.RandomStreams``: symbolic random draws
-    whose state lives in a shared variable (see the module docstring)."""
+    """Symbolic random number streams (Theano's ``theano.tensor.shared_randomstreams.RandomStreams``).
+
+    Each draw (``uniform``, ``normal``, ``binomial``...) is a symbolic Variable whose numbers
+    change on every call of the compiled function: the stream's state (``self.state``, an int64
+    shared variable) is advanced by a default update that ``theta.function`` applies. The numbers
+    are counter-based (Philox4x32-10), the same bits on every backend, and are computed inside the
+    kernel that consumes them (a dropout mask is never written to memory).
+
+    Parameters
+    ----------
+    seed : int, optional
+        Default 12345 (MRG_RandomStreams' default).
+
+    Examples
+    --------
+    >>> srng = RandomStreams(seed=1234)
+    >>> h = T.nnet.relu(T.dot(x, W) + b)
+    >>> h = h * srng.binomial(size=h.shape, p=0.5, dtype=h.dtype) / 0.5     # dropout
+    """
 
     def __init__(self, seed: int | None = None) -> None:
         self._make_state(np.array([_key(_check_seed(seed)), 0], dtype=np.int64))
@@ -81,6 +98,7 @@ class RandomStreams:
         return [(self.state, self.state.default_update)]
 
     def updates(self) -> list:
+        """The ``(state, new state)`` pairs to pass as updates when default updates are off."""
         return list(self.state_updates)
 
     def seed(self, seed: int | None = None) -> None:
@@ -205,10 +223,18 @@ class RandomStreams:
 
 
 class MRG_RandomStreams(RandomStreams):
-    """Theano's ``theano.sandbox.rng_mrg.MRG_RandomStreams``: the same counter-based streams
-    (``nstreams`` is accepted and ignored: every element has its own counter); ``binomial``
-    and ``multinomial`` take their shape from ``p``/``pvals`` when ``size`` is None, and
-    ``choice`` draws from the rows of ``p`` without replacement, as MRG's does."""
+    """Theano's ``theano.sandbox.rng_mrg.MRG_RandomStreams``: the same counter-based streams as :class:`RandomStreams`.
+
+    The numbers differ from Theano's MRG31k3p for a given seed. ``nstreams`` is accepted and
+    ignored (every element has its own counter); ``binomial`` and ``multinomial`` take their
+    shape from ``p``/``pvals`` when ``size`` is None, and ``choice`` draws from the rows of ``p``
+    without replacement, as MRG's does.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Default 12345.
+    """
 
     def __init__(self, seed: int | None = None) -> None:
         super().__init__(seed)
@@ -249,8 +275,12 @@ def _size_entries(size) -> list:
         return [size[i] for i in range(size.type.shape[0])]
     if isinstance(size, (int, np.integer)):
         size = (size,)
+    if not isinstance(size, (tuple, list)):   # a string would be split into letters
+        raise ShapeError(f"a random size must be an int, a tuple of ints or scalars, or a vector, got {size!r}")
     entries = list(size)
     for d in entries:
+        if isinstance(d, (bool, float, str, bytes)) or d is None:
+            raise ShapeError(f"a random size must hold ints or integer scalars, got {tuple(entries)!r}")
         if isinstance(d, (int, np.integer)) and d < 0:
             raise ShapeError(f"a random size must not be negative, got {tuple(entries)}")
     return entries

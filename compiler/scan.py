@@ -32,8 +32,17 @@ from .types import TensorType
 
 
 class until:
-    """Return ``(outputs, theta.scan_module.until(cond))`` from a step to stop after the step
-    where the scalar ``cond`` holds (Theano's scan_module.until)."""
+    """The stopping condition a scan step may return (Theano's ``theano.scan_module.until``).
+
+    Return ``(outputs, theta.scan_module.until(cond))`` (or with updates: ``(outputs, updates,
+    until(cond))``) from the step: the loop stops after the step where ``cond`` is true, and the
+    results have as many rows as steps run. Such a loop runs on the reference backend only.
+
+    Parameters
+    ----------
+    condition : scalar tensor-like
+        Nonzero stops the loop.
+    """
 
     def __init__(self, condition) -> None:
         from .tensor.basic import as_tensor_variable
@@ -43,7 +52,68 @@ class until:
 def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
          truncate_gradient: int = -1, go_backwards: bool = False, mode=None, name: str | None = None,
          strict: bool = False, return_list: bool = False):
-    """Theano's scan: (outputs, updates). See the module docstring."""
+    """Loop a step function over sequences, carrying state (Theano's ``theano.scan``).
+
+    The loop is one op whose gradient is backpropagation through time, itself a scan running
+    backwards. On the kernel backends the step's kernels are compiled once and run ``n_steps``
+    times on the device, reading and writing rows of the sequences and results in place.
+
+    Parameters
+    ----------
+    fn : callable
+        The step. Called once, on placeholders, in Theano's argument order: each sequence's
+        slices (one per tap), then each output's previous values (one per tap), then the
+        non-sequences.
+    sequences : Variable, dict or list of them, optional
+        Iterated over their first axis. A dict ``{'input': x, 'taps': [-1, 0]}`` reads several
+        rows per step.
+    outputs_info : Variable, dict, None or list of them, optional
+        One entry per output of the step: an initial value (the output is fed back: the step
+        receives its previous value), a dict ``{'initial': h0, 'taps': [-2, -1]}`` (the initial
+        value then has one row per tap), or None (the output is not fed back).
+    non_sequences : list of Variable, optional
+        Passed unchanged to every step. Anything else the step reads (shared variables, outer
+        expressions) becomes a non-sequence automatically.
+    n_steps : int or integer scalar Variable, optional
+        The number of steps; default the length of the shortest sequence.
+    truncate_gradient : int, optional
+        Backpropagate through at most this many steps (-1, the default: all).
+    go_backwards : bool, optional
+        Iterate the sequences from the end.
+    mode : optional
+        Accepted for Theano compatibility (the function's mode applies).
+    name : str, optional
+        Shown in errors and printing.
+    strict : bool, optional
+        Accepted for Theano compatibility.
+    return_list : bool, optional
+        Always return a list of outputs, even for one.
+
+    Returns
+    -------
+    outputs : Variable or list of Variable
+        Each output stacked over the steps (first axis: the step).
+    updates : OrderedDict
+        Shared variables the step updates (its own returned updates and the states of the
+        random streams it draws from) with their values after the last step: pass them to
+        :func:`theta.function`.
+
+    Raises
+    ------
+    GraphError
+        A step that returns the wrong number of outputs, an output whose shape or dtype changes
+        from step to step, a bad ``truncate_gradient``.
+    ShapeError
+        A sequence too short for its taps.
+
+    Examples
+    --------
+    >>> x, h0 = T.dmatrix("x"), T.dvector("h0")
+    >>> W = theta.shared(np.eye(3) * 0.5, name="W")
+    >>> H, updates = theta.scan(lambda xt, h: T.tanh(xt + T.dot(h, W)), sequences=x, outputs_info=h0)
+    >>> cost = (H[-1] ** 2).sum()
+    >>> step = theta.function([x, h0], cost, updates=[(W, W - 0.1 * theta.grad(cost, W))])
+    """
     from .tensor.basic import as_tensor_variable, cast
     name = name or "scan"
     label = f"{name} (step function {_where(fn)})"
@@ -155,12 +225,57 @@ def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_
 
 
 def map(fn: Callable, sequences, non_sequences=None, go_backwards: bool = False, name: str | None = None):
+    """Apply ``fn`` to each row of the sequences (Theano's ``theano.map``): a scan without state.
+
+    Parameters
+    ----------
+    fn : callable
+        The step. Called once, on placeholders, in Theano's argument order: each sequence's
+        slices (one per tap), then each output's previous values (one per tap), then the
+        non-sequences.
+    sequences : Variable or list of Variable
+    non_sequences : list of Variable, optional
+    go_backwards : bool, optional
+    name : str, optional
+
+    Returns
+    -------
+    (outputs, updates)
+        As :func:`scan`.
+
+    Examples
+    --------
+    >>> squares, _ = theta.map(lambda v: v ** 2, sequences=T.vector("v"))
+    """
     return scan(fn, sequences, None, non_sequences, go_backwards=go_backwards, name=name or "map")
 
 
 def reduce(fn: Callable, sequences, outputs_info, non_sequences=None, go_backwards: bool = False,
            name: str | None = None):
-    """The last value of a scan (Theano's reduce)."""
+    """The final state of a scan (Theano's ``theano.reduce``).
+
+    Parameters
+    ----------
+    fn : callable
+        The step. Called once, on placeholders, in Theano's argument order: each sequence's
+        slices (one per tap), then each output's previous values (one per tap), then the
+        non-sequences.
+    sequences : Variable or list of Variable
+    outputs_info : Variable or list
+        The initial accumulators.
+    non_sequences : list of Variable, optional
+    go_backwards : bool, optional
+    name : str, optional
+
+    Returns
+    -------
+    (outputs, updates)
+        The outputs' values after the last step (not stacked), and the updates.
+
+    Examples
+    --------
+    >>> total, _ = theta.reduce(lambda v, acc: acc + v, sequences=x, outputs_info=T.zeros(()))
+    """
     outs, updates = scan(fn, sequences, outputs_info, non_sequences, go_backwards=go_backwards,
                          name=name or "reduce")
     if isinstance(outs, list):
@@ -169,10 +284,46 @@ def reduce(fn: Callable, sequences, outputs_info, non_sequences=None, go_backwar
 
 
 def foldl(fn: Callable, sequences, outputs_info, non_sequences=None, name: str | None = None):
+    """Left fold: :func:`reduce` from the first row to the last (Theano's ``theano.foldl``).
+
+    Parameters
+    ----------
+    fn : callable
+        The step. Called once, on placeholders, in Theano's argument order: each sequence's
+        slices (one per tap), then each output's previous values (one per tap), then the
+        non-sequences.
+    sequences : Variable or list of Variable
+    outputs_info : Variable or list
+        The initial accumulators.
+    non_sequences : list of Variable, optional
+    name : str, optional
+
+    Returns
+    -------
+    (outputs, updates)
+    """
     return reduce(fn, sequences, outputs_info, non_sequences, False, name or "foldl")
 
 
 def foldr(fn: Callable, sequences, outputs_info, non_sequences=None, name: str | None = None):
+    """Right fold: :func:`reduce` from the last row to the first (Theano's ``theano.foldr``).
+
+    Parameters
+    ----------
+    fn : callable
+        The step. Called once, on placeholders, in Theano's argument order: each sequence's
+        slices (one per tap), then each output's previous values (one per tap), then the
+        non-sequences.
+    sequences : Variable or list of Variable
+    outputs_info : Variable or list
+        The initial accumulators.
+    non_sequences : list of Variable, optional
+    name : str, optional
+
+    Returns
+    -------
+    (outputs, updates)
+    """
     return reduce(fn, sequences, outputs_info, non_sequences, True, name or "foldr")
 
 

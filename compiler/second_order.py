@@ -26,7 +26,28 @@ def _as_list(x) -> tuple[list, bool]:
 
 
 def Lop(f, wrt, eval_points):
-    """Theano's T.Lop: eval_points^T times the Jacobian of ``f`` with respect to ``wrt``."""
+    """Left operator: ``eval_points`` times the Jacobian of ``f`` (Theano's ``T.Lop``), a vector-Jacobian product.
+
+    Computed by reverse mode (``theta.grad`` with ``known_grads``), never forming the Jacobian.
+
+    Parameters
+    ----------
+    f : Variable or list of Variable
+        The expressions.
+    wrt : Variable or list of Variable
+    eval_points : Variable or list of Variable
+        One per ``f``, of its rank (``u`` in ``u^T J``).
+
+    Returns
+    -------
+    Variable or list of Variable
+        One per ``wrt``, of its shape.
+
+    Raises
+    ------
+    GraphError
+        A count or rank mismatch between ``f`` and ``eval_points``.
+    """
     from .grad import grad
     from .tensor.basic import as_tensor_variable
     fs, _ = _as_list(f)
@@ -43,7 +64,28 @@ def Lop(f, wrt, eval_points):
 
 
 def Rop(f, wrt, eval_points):
-    """Theano's T.Rop: the Jacobian of ``f`` with respect to ``wrt`` times ``eval_points``."""
+    """Right operator: the Jacobian of ``f`` times ``eval_points`` (Theano's ``T.Rop``), a Jacobian-vector product.
+
+    Forward-mode differentiation expressed through two reverse passes, never forming the
+    Jacobian.
+
+    Parameters
+    ----------
+    f : Variable or list of Variable
+    wrt : Variable or list of Variable
+    eval_points : Variable or list of Variable
+        One per ``wrt``, of its shape (``v`` in ``J v``).
+
+    Returns
+    -------
+    Variable or list of Variable
+        One per ``f``, of its shape.
+
+    Raises
+    ------
+    GraphError
+        A count or shape mismatch between ``wrt`` and ``eval_points``.
+    """
     from .grad import grad
     from .graph import rebuild
     from .tensor.basic import as_tensor_variable, sum as tsum, zeros_like
@@ -75,7 +117,29 @@ def Rop(f, wrt, eval_points):
 
 
 def hessian_vector_product(cost: Variable, wrt, vector):
-    """H v for the Hessian of the scalar ``cost`` with respect to ``wrt`` (Pearlmutter's trick)."""
+    """``H v``, the Hessian of a scalar cost times a vector, without forming the Hessian.
+
+    Pearlmutter's trick: the R-op of the gradient, so it costs a small constant times a gradient.
+    This is what Hessian-free and other second-order methods need.
+
+    Parameters
+    ----------
+    cost : scalar Variable
+    wrt : Variable or list of Variable
+    vector : Variable or list of Variable
+        One per ``wrt``, of its shape.
+
+    Returns
+    -------
+    Variable or list of Variable
+        One per ``wrt``, of its shape.
+
+    Examples
+    --------
+    >>> p, v = T.dvector("p"), T.dvector("v")
+    >>> loss = (p ** 4).sum()
+    >>> hvp = theta.function([p, v], theta.gradient.hessian_vector_product(loss, p, v))
+    """
     from .grad import grad
     xs, single = _as_list(wrt)
     vs, _ = _as_list(vector)
@@ -85,8 +149,27 @@ def hessian_vector_product(cost: Variable, wrt, vector):
 
 
 def jacobian(expression: Variable, wrt, disconnected_inputs: str = "raise"):
-    """The Jacobian of a vector ``expression``: row i is grad(expression[i], wrt), one scan
-    step per row (Theano's theta.gradient.jacobian)."""
+    """The Jacobian of a vector expression (Theano's ``theano.gradient.jacobian``).
+
+    Row ``i`` is ``grad(expression[i], wrt)``, computed as a scan with one step per row.
+
+    Parameters
+    ----------
+    expression : vector Variable
+    wrt : Variable or list of Variable
+    disconnected_inputs : {'raise', 'warn', 'ignore'}, optional
+        As for :func:`theta.grad`.
+
+    Returns
+    -------
+    Variable or list of Variable
+        Shape ``(len(expression),) + wrt.shape`` for each ``wrt``.
+
+    Raises
+    ------
+    GraphError
+        ``expression`` is not a vector.
+    """
     from .grad import grad
     from .scan import scan
     from .tensor.basic import as_tensor_variable
@@ -101,7 +184,28 @@ def jacobian(expression: Variable, wrt, disconnected_inputs: str = "raise"):
 
 
 def hessian(cost: Variable, wrt, disconnected_inputs: str = "raise"):
-    """The Hessian of the scalar ``cost`` with respect to each vector in ``wrt``."""
+    """The Hessian of a scalar cost with respect to vectors (Theano's ``theano.gradient.hessian``).
+
+    The Jacobian of the gradient, row by row (a scan): ``n`` gradient evaluations for an
+    ``n``-vector. For large ``n`` prefer :func:`hessian_vector_product`.
+
+    Parameters
+    ----------
+    cost : scalar Variable
+    wrt : vector Variable or list of them
+        Flatten matrices first.
+    disconnected_inputs : {'raise', 'warn', 'ignore'}, optional
+
+    Returns
+    -------
+    Variable or list of Variable
+        ``(n, n)`` for each ``wrt`` of length ``n``.
+
+    Raises
+    ------
+    GraphError
+        A ``wrt`` that is not a vector.
+    """
     from .grad import grad
     xs, single = _as_list(wrt)
     out = []

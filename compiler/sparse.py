@@ -35,8 +35,18 @@ __all__ = ["SparseVariable", "csr_matrix", "structured_dot", "dot", "csr_arrays"
 
 
 class SparseVariable:
-    """A symbolic CSR matrix of unknown shape: its arrays as leaf Variables (``data``,
-    ``indices``, ``indptr`` and the transpose's ``t_indptr``, ``t_indices``, ``t_perm``)."""
+    """A symbolic CSR matrix (Theano's sparse variable), made by :func:`csr_matrix`.
+
+    Its arrays are leaf Variables (``data``, ``indices``, ``indptr`` and the transpose's
+    ``t_indptr``, ``t_indices``, ``t_perm``); a compiled function takes a ``scipy.sparse`` matrix
+    for it and binds its arrays. Its shape is unknown until called.
+
+    Parameters
+    ----------
+    name : str or None
+    dtype : str
+        ``'float32'`` or ``'float64'``: the dtype of the stored values.
+    """
 
     op = None   # a leaf, for ``describe`` and friends
 
@@ -113,7 +123,19 @@ def structured_dot(S: SparseVariable, D) -> Variable:
 
 
 def dot(x, y) -> Variable:
-    """``theta.sparse.dot``: ``structured_dot`` when the first operand is sparse, else ``T.dot``."""
+    """``theta.sparse.dot``: :func:`structured_dot` when the first operand is sparse, else ``T.dot``.
+
+    Parameters
+    ----------
+    x : SparseVariable or tensor-like
+    y : tensor-like
+        Dense.
+
+    Returns
+    -------
+    Variable
+        Dense.
+    """
     if isinstance(x, SparseVariable):
         return structured_dot(x, y)
     if isinstance(y, SparseVariable):

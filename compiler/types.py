@@ -75,6 +75,21 @@ def sum_dtype(dtype: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TensorType:
+    """The type of a tensor Variable: its dtype and static shape (Theano's ``T.TensorType``).
+
+    Parameters
+    ----------
+    dtype : str
+        ``'float32'``, ``'float64'``, ``'int8'``... ``'int64'``, ``'uint8'``, ``'bool'``.
+    shape : tuple of int or None
+        One entry per axis: a known length, or None. Theano's ``broadcastable`` flags are the
+        entries equal to 1 (``TensorType.broadcastable``).
+
+    Raises
+    ------
+    ShapeError
+        A negative or non-integer dim.
+    """
     dtype: str
     shape: tuple  # of int | None
 

@@ -16,7 +16,19 @@ from .errors import ThetaError
 
 
 class GradientError(ThetaError, AssertionError):
-    """verify_grad found the symbolic and numeric gradients to differ."""
+    """Raised by :func:`verify_grad` when the symbolic and numeric gradients differ (an AssertionError).
+
+    Parameters
+    ----------
+    arg : int
+        Which input's gradient disagrees.
+    abs_err, rel_err : float
+        The largest absolute and relative errors found.
+    abs_tol, rel_tol : float
+        The tolerances they exceeded.
+    analytic, numeric : array-like
+        The two gradients (the message shows their first entries).
+    """
 
     def __init__(self, arg: int, abs_err: float, rel_err: float, abs_tol: float, rel_tol: float,
                  analytic, numeric) -> None:
@@ -33,7 +45,45 @@ def verify_grad(fun: Callable, pt: Sequence, n_tests: int = 2, rng=None, eps: fl
                 out_type=None, abs_tol: float | None = None, rel_tol: float | None = None,
                 mode=None, cast_to_output_type: bool = False, no_debug_ref: bool = True,
                 backend: str | None = None) -> None:
-    """Raise GradientError unless grad(fun) matches finite differences at the point ``pt``."""
+    """Check ``theta.grad`` of a function against finite differences (Theano's ``verify_grad``).
+
+    The cost is ``sum(fun(*inputs) * r)`` for a random projection ``r``; its symbolic gradient
+    with respect to every input is compared with central differences at ``pt``.
+
+    Parameters
+    ----------
+    fun : callable
+        Takes one symbolic variable per entry of ``pt``, returns a Variable.
+    pt : sequence of array-like
+        The point; its dtypes choose the tolerances (float32: eps 1e-2, tolerances 1e-2;
+        float64: eps 1e-7, tolerances 1e-4).
+    n_tests : int, optional
+        Random projections tried.
+    rng : numpy Generator or RandomState, optional
+    eps : float, optional
+        Finite-difference step.
+    out_type : optional
+        Accepted for Theano compatibility.
+    abs_tol, rel_tol : float, optional
+        Override the tolerances; the check fails when both are exceeded.
+    mode, cast_to_output_type, no_debug_ref : optional
+        Accepted for Theano compatibility.
+    backend : str, optional
+        Where to evaluate (default ``theta.config.backend``).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    GradientError
+        The gradients differ beyond the tolerances.
+
+    Examples
+    --------
+    >>> theta.gradient.verify_grad(lambda x: T.tanh(x) ** 2, [np.random.rand(3, 4)])
+    """
     from . import tensor as T
     from .function import function
     from .grad import grad

@@ -13,6 +13,8 @@ is fine-tuned with a softmax on top (models/classifiers.py, model ``sda``).
 """
 from __future__ import annotations
 
+__all__ = ["DenoisingAutoencoder", "StackedDenoisingAutoencoder", "pretrain", "train_dae", "sda_pretraining_hook"]
+
 import numpy as np
 
 import theta
@@ -23,7 +25,21 @@ from .layers import Dense, glorot
 
 
 class DenoisingAutoencoder:
-    """Tied weights ``W`` (n_visible x n_hidden); ``W``/``bhid`` may be a hidden layer's own."""
+    """Tied weights ``W`` (n_visible x n_hidden); ``W``/``bhid`` may be a hidden layer's own.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    srng : RandomStreams
+        Draws the masking noise.
+    n_visible, n_hidden : int
+    W, bhid : SharedVariable, optional
+        Share a hidden layer's parameters.
+    corruption : float, optional
+        Fraction of inputs zeroed.
+    name : str, optional
+    """
 
     def __init__(self, rng: np.random.Generator, srng: RandomStreams, n_visible: int, n_hidden: int,
                  W=None, bhid=None, corruption: float = 0.3, name: str = "dA") -> None:
@@ -58,7 +74,17 @@ class DenoisingAutoencoder:
 
 
 class StackedDenoisingAutoencoder:
-    """Sigmoid hidden layers (models/layers.Dense) and the autoencoders that pretrain them."""
+    """Sigmoid hidden layers (models/layers.Dense) and the autoencoders that pretrain them.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    srng : RandomStreams
+    n_in : int
+    hidden : list of int
+    corruption : float, optional
+    """
 
     def __init__(self, rng: np.random.Generator, srng: RandomStreams, n_in: int, hidden: list,
                  corruption: float = 0.2) -> None:
@@ -85,7 +111,24 @@ class StackedDenoisingAutoencoder:
 def pretrain(stages: list, x, data_x: np.ndarray, epochs: int, batch_size: int, backend: str | None,
              seed: int, progress=None) -> list:
     """Greedy layer-wise pretraining: for each (monitored value, updates) in turn, ``epochs`` of
-    minibatch steps over the rows of ``data_x``. Returns the monitor's mean per epoch, per layer."""
+    minibatch steps over the rows of ``data_x``. Returns the monitor's mean per epoch, per layer.
+
+    Parameters
+    ----------
+    stages : list
+        ``(monitored value, updates)`` per layer.
+    x : Variable
+        The input the stages read.
+    data_x : numpy.ndarray
+    epochs, batch_size : int
+    backend : str or None
+    seed : int
+    progress : callable, optional
+
+    Returns
+    -------
+    list
+    """
     from ..runtime.data import Minibatches
     mb = Minibatches({"x": data_x}, batch_size, shuffle=True, seed=seed, resident=True, backend=backend)
     index = T.lscalar("index")
@@ -104,7 +147,22 @@ def pretrain(stages: list, x, data_x: np.ndarray, epochs: int, batch_size: int, 
 
 def train_dae(data_x: np.ndarray, n_hidden: int = 64, corruption: float = 0.3, epochs: int = 15,
               batch_size: int = 20, lr: float = 0.1, seed: int = 1234, backend: str | None = None) -> dict:
-    """One denoising autoencoder on ``data_x``; the clean reconstruction error per epoch."""
+    """One denoising autoencoder on ``data_x``; the clean reconstruction error per epoch.
+
+    Parameters
+    ----------
+    data_x : numpy.ndarray
+    n_hidden : int, optional
+    corruption : float, optional
+    epochs, batch_size : int, optional
+    lr : float, optional
+    seed : int, optional
+    backend : str, optional
+
+    Returns
+    -------
+    dict
+    """
     from ..runtime.data import Minibatches
     from . import optim
     rng = np.random.default_rng(seed)
@@ -123,7 +181,20 @@ def train_dae(data_x: np.ndarray, n_hidden: int = 64, corruption: float = 0.3, e
 
 
 def sda_pretraining_hook(model, data, cfg, epochs: int = 5, lr: float = 0.1) -> list:
-    """Pretrain the SdA behind a Classifier built by ``classifiers.build('sda', ...)``."""
+    """Pretrain the SdA behind a Classifier built by ``classifiers.build('sda', ...)``.
+
+    Parameters
+    ----------
+    model : Classifier
+    data : Dataset
+    cfg : TrainConfig
+    epochs : int, optional
+    lr : float, optional
+
+    Returns
+    -------
+    list
+    """
     return pretrain(model.stack.pretraining_stages(model.x, lr), model.x, data.train.x, epochs, cfg.batch_size,
                     cfg.backend, cfg.seed)
 

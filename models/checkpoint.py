@@ -5,6 +5,8 @@ exactly where it stopped: the values of every shared variable a step writes or d
 history). A resumed run on the same backend ends bitwise equal to the uninterrupted one."""
 from __future__ import annotations
 
+__all__ = ["save", "exists", "load"]
+
 import json
 import os
 import tempfile
@@ -19,7 +21,26 @@ FORMAT = 1
 
 
 def save(directory, identity: dict, shared: list, best_values: list, data_position: dict, trainer: dict) -> Path:
-    """Write the checkpoint; the previous one stays intact until the new one is complete."""
+    """Write the checkpoint; the previous one stays intact until the new one is complete.
+
+    Parameters
+    ----------
+    directory : path
+    identity : dict
+        The run's model and options (checked on load).
+    shared : list of SharedVariable
+        Every shared variable the step writes or draws from.
+    best_values : list
+        The best validation epoch's parameter values.
+    data_position : dict
+        The epoch, minibatch and data order.
+    trainer : dict
+        The loop's own state.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"s{k}": v.get_value() for k, v in enumerate(shared)}
@@ -42,12 +63,38 @@ def save(directory, identity: dict, shared: list, best_values: list, data_positi
 
 
 def exists(directory) -> bool:
+    """Whether ``directory`` holds a checkpoint.
+
+    Parameters
+    ----------
+    directory : path
+
+    Returns
+    -------
+    bool
+    """
     return (Path(directory) / FILE).exists()
 
 
 def load(directory, identity: dict, shared: list) -> dict | None:
     """The saved state, after checking it belongs to this run (same model and options), with
-    the shared variables set to their saved values; None when there is no checkpoint yet."""
+    the shared variables set to their saved values; None when there is no checkpoint yet.
+
+    Raises
+    ------
+    ThetaError
+        A checkpoint of another run.
+
+    Parameters
+    ----------
+    directory : path
+    identity : dict
+    shared : list of SharedVariable
+
+    Returns
+    -------
+    dict or None
+    """
     path = Path(directory) / FILE
     if not path.exists():
         return None

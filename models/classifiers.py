@@ -6,6 +6,8 @@ statistics), the evaluation error (no dropout, running statistics), the paramete
 layers' own updates."""
 from __future__ import annotations
 
+__all__ = ["Classifier", "Spec", "spec", "build"]
+
 import dataclasses
 from collections import OrderedDict
 from typing import Callable
@@ -22,7 +24,15 @@ from .layers import BatchNormDense, ConvPool, Dense, Residual, Softmax, apply
 
 class Classifier:
     """Class probabilities from ``layers`` for the rows of ``x`` (reshaped to ``image`` =
-    (channels, rows, cols) first for convolutional stacks), with labels ``y``."""
+    (channels, rows, cols) first for convolutional stacks), with labels ``y``.
+
+    Parameters
+    ----------
+    layers : list
+        Layers of :mod:`theta.models.layers`, the last a ``Softmax``.
+    image : tuple, optional
+        ``(channels, rows, cols)`` for convolutional stacks.
+    """
 
     def __init__(self, layers: list, image: tuple | None = None) -> None:
         self.x, self.y = T.matrix("x"), T.ivector("y")
@@ -41,7 +51,22 @@ class Classifier:
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """A model of the zoo: how to build its layers, on what data, and the quality it reaches."""
+    """A model of the zoo: how to build its layers, on what data, and the quality it reaches.
+
+    Parameters
+    ----------
+    name, summary, quality : str
+    layers : callable
+        ``layers(rng, n_in, n_classes, hidden)``: the model's layers.
+    max_test_error : float
+        The bar the tests assert.
+    image : tuple, optional
+    lr : float, optional
+    optimizer : str, optional
+    epochs : int, optional
+    pretrain : callable, optional
+        A pretraining hook run before supervised training (SdA, DBN).
+    """
     name: str
     summary: str
     layers: Callable            # (rng, n_in, n_classes, hidden, srng) -> list of layers
@@ -142,6 +167,23 @@ MODELS: dict[str, Spec] = {s.name: s for s in [
 
 
 def spec(name: str) -> Spec:
+    """The :class:`Spec` of the zoo's classifier ``name``.
+
+    Parameters
+    ----------
+    name : str
+        ``'logreg'``, ``'mlp'``, ``'relu-dropout'``, ``'maxout'``, ``'lenet'``, ``'bn-mlp'``,
+        ``'resmlp'``, ``'sda'``, ``'dbn'``.
+
+    Returns
+    -------
+    Spec
+
+    Raises
+    ------
+    KeyError
+        An unknown model.
+    """
     try:
         return MODELS[name]
     except KeyError:
@@ -150,6 +192,28 @@ def spec(name: str) -> Spec:
 
 def build(name: str, rng: np.random.Generator, n_in: int, n_classes: int, hidden: int = 64,
           seed: int = 1234) -> Classifier:
+    """Build the classifier ``name`` with fresh parameters.
+
+    Parameters
+    ----------
+    name : str
+        A model of :func:`spec`.
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    n_in, n_classes : int
+    hidden : int, optional
+        Hidden width.
+    seed : int, optional
+        Seed of the model's random streams (dropout, corruption).
+
+    Returns
+    -------
+    Classifier
+
+    Examples
+    --------
+    >>> model = build("mlp", np.random.default_rng(0), n_in=64, n_classes=10)
+    """
     s = spec(name)
     srng = RandomStreams(seed)
     layers = s.layers(rng, n_in, n_classes, hidden, srng)

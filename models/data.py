@@ -2,6 +2,8 @@
 so no download), split deterministically into train/validation/test."""
 from __future__ import annotations
 
+__all__ = ["Split", "Dataset", "load_digits"]
+
 import dataclasses
 
 import numpy as np
@@ -9,6 +11,15 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Split:
+    """One part of a dataset.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(n, features)`` floatX in [0, 1].
+    y : numpy.ndarray
+        ``(n,)`` int32 labels.
+    """
     x: np.ndarray  # (n, features) floatX in [0, 1]
     y: np.ndarray  # (n,) int32 labels
 
@@ -18,6 +29,15 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
+    """A dataset split into train, validation and test parts.
+
+    Parameters
+    ----------
+    train, valid, test : Split
+    n_in : int
+        Features per example.
+    n_classes : int
+    """
     train: Split
     valid: Split
     test: Split
@@ -27,7 +47,21 @@ class Dataset:
 
 def load_digits(dtype: str = "float32", seed: int = 1234, valid_fraction: float = 1 / 6,
                 test_fraction: float = 1 / 6) -> Dataset:
-    """Digits scaled to [0, 1], shuffled with ``seed``, split train/valid/test."""
+    """Digits scaled to [0, 1], shuffled with ``seed``, split train/valid/test.
+
+    scikit-learn's digits (1797 8x8 images), shipped with scikit-learn: no download.
+
+    Parameters
+    ----------
+    dtype : str, optional
+    seed : int, optional
+        The shuffle's seed.
+    valid_fraction, test_fraction : float, optional
+
+    Returns
+    -------
+    Dataset
+    """
     from sklearn.datasets import load_digits as _load
     bunch = _load()
     x = (bunch.data / 16.0).astype(dtype)

@@ -1,7 +1,7 @@
 """Ahead-of-time training jobs: `theta compile MODEL -o JOB` and `theta run JOB [--resume]`.
 
 `compile_job` builds the model as `theta train` does, compiles its training step and its
-evaluation on a kernel backend and writes a job directory:
+evaluation on a kernel backend and writes a job directory::
 
     JOB/job.json          the training loop: model and options, epochs, batch size, patience,
                           the programs and which state they share, theta's version
@@ -21,6 +21,8 @@ train` does and prints the same figures for the same seed and backend.
 """
 from __future__ import annotations
 
+__all__ = ["compile_job", "read_job", "run_job"]
+
 import io
 import json
 import math
@@ -38,7 +40,20 @@ PROGRAMS = ("step", "step_last", "eval_valid", "eval_test")
 # ------------------------------------------------------------------------------------ compile
 
 def compile_job(cfg, out, overwrite: bool = False) -> pathlib.Path:
-    """Compile the training job of ``cfg`` (a models.train.TrainConfig) into directory ``out``."""
+    """Compile the training job of ``cfg`` (a models.train.TrainConfig) into directory ``out``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    out : path
+        The job directory to write.
+    overwrite : bool, optional
+        Replace an existing job.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     import theta
     from theta.compiler import savedir
     from .data import load_digits
@@ -104,7 +119,22 @@ class _State:
 
 
 def read_job(path) -> tuple[dict, dict]:
-    """(manifest, data arrays) of a job directory, checked: checksums, format, theta version."""
+    """(manifest, data arrays) of a job directory, checked: checksums, format, theta version.
+
+    Raises
+    ------
+    ArtifactError
+        A changed file, another format or another theta version.
+
+    Parameters
+    ----------
+    path : path
+        A job directory.
+
+    Returns
+    -------
+    (dict, dict)
+    """
     import theta
     from theta.compiler import savedir
     path = pathlib.Path(path)
@@ -126,7 +156,21 @@ def read_job(path) -> tuple[dict, dict]:
 
 
 def run_job(path, resume: bool = False, progress: bool = True, backend: str = "auto") -> dict:
-    """Train from the job directory ``path`` (see the module docstring); returns the summary."""
+    """Train from the job directory ``path`` (see the module docstring); returns the summary.
+
+    Parameters
+    ----------
+    path : path
+    resume : bool, optional
+        Continue from the job's checkpoint.
+    progress : bool, optional
+    backend : str, optional
+        ``'auto'``, ``'emu'`` or ``'cuda'``.
+
+    Returns
+    -------
+    dict
+    """
     import theta
     from . import checkpoint
     path = pathlib.Path(path)

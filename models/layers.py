@@ -8,6 +8,8 @@ when applied for training (pass them to ``theta.function`` with the optimizer's)
 """
 from __future__ import annotations
 
+__all__ = ["glorot", "Dense", "BatchNormDense", "Residual", "ConvPool", "Softmax", "apply"]
+
 from collections import OrderedDict
 
 import numpy as np
@@ -22,7 +24,22 @@ ACTIVATIONS = {"tanh": T.tanh, "sigmoid": T.nnet.sigmoid, "relu": T.nnet.relu, "
 def glorot(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int, gain: float = 1.0,
            dtype: str | None = None) -> np.ndarray:
     """Glorot & Bengio's uniform init, U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out))
-    (gain 4 for sigmoid units, as in the Deep Learning Tutorials)."""
+    (gain 4 for sigmoid units, as in the Deep Learning Tutorials).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    shape : tuple of int
+    fan_in, fan_out : int
+    gain : float, optional
+    dtype : str, optional
+        Default floatX.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     bound = gain * np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-bound, bound, shape).astype(dtype or theta.config.floatX)
 
@@ -34,7 +51,23 @@ def _zeros(shape, name: str):
 class Dense:
     """``activation(x W + b)``; ``pieces > 1`` makes it a maxout layer (the max over ``pieces``
     linear units per output); ``dropout`` drops the layer's *input* units with that probability
-    during training (inverted dropout: kept units scaled by 1/(1 - p), nothing at evaluation)."""
+    during training (inverted dropout: kept units scaled by 1/(1 - p), nothing at evaluation).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    n_in, n_out : int
+    activation : {'tanh', 'sigmoid', 'relu', 'linear'}, optional
+    pieces : int, optional
+        Maxout pieces per output (1: an ordinary layer).
+    dropout : float, optional
+        Probability of dropping each input unit while training.
+    srng : RandomStreams, optional
+        Needed when ``dropout > 0``.
+    name : str, optional
+        Prefix of the parameters' names.
+    """
 
     def __init__(self, rng: np.random.Generator, n_in: int, n_out: int, activation: str = "tanh",
                  pieces: int = 1, dropout: float = 0.0, srng: RandomStreams | None = None,
@@ -64,7 +97,18 @@ class Dense:
 
 class BatchNormDense:
     """``activation(BN(x W))``: batch statistics in training (their running averages updated),
-    the running averages at evaluation (Ioffe & Szegedy)."""
+    the running averages at evaluation (Ioffe & Szegedy).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    n_in, n_out : int
+    activation : str, optional
+    momentum : float, optional
+        Weight of each batch in the running averages.
+    name : str, optional
+    """
 
     def __init__(self, rng: np.random.Generator, n_in: int, n_out: int, activation: str = "relu",
                  momentum: float = 0.1, name: str = "bn") -> None:
@@ -92,7 +136,16 @@ class BatchNormDense:
 
 class Residual:
     """``x + W2 relu(W1 x + b1) + b2`` (He et al.): the identity path carries the signal and its
-    gradient through deep stacks."""
+    gradient through deep stacks.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    width : int
+        Input and output width.
+    name : str, optional
+    """
 
     def __init__(self, rng: np.random.Generator, width: int, name: str = "res") -> None:
         self.inner = Dense(rng, width, width, "relu", name=f"{name}.1")
@@ -106,7 +159,21 @@ class Residual:
 
 
 class ConvPool:
-    """``pool(relu(conv2d(x, W) + b))`` over (batch, channels, rows, cols): a LeNet stage."""
+    """``pool(relu(conv2d(x, W) + b))`` over (batch, channels, rows, cols): a LeNet stage.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    channels_in, channels_out : int
+    size : int, optional
+        Square filter size.
+    pool : int, optional
+        Square max-pool window.
+    border_mode : optional
+        As for ``T.nnet.conv2d``.
+    name : str, optional
+    """
 
     def __init__(self, rng: np.random.Generator, channels_in: int, channels_out: int, size: int = 3,
                  pool: int = 2, border_mode="half", name: str = "conv") -> None:
@@ -125,7 +192,16 @@ class ConvPool:
 
 class Softmax:
     """The output layer: class probabilities ``softmax(x W + b)`` (weights start at zero, as
-    the tutorials' logistic regression)."""
+    the tutorials' logistic regression).
+
+    Parameters
+    ----------
+    n_in, n_out : int
+    dropout : float, optional
+        Dropout on the inputs while training.
+    srng : RandomStreams, optional
+    name : str, optional
+    """
 
     def __init__(self, n_in: int, n_out: int, dropout: float = 0.0, srng: RandomStreams | None = None,
                  name: str = "out") -> None:
@@ -144,7 +220,21 @@ class Softmax:
 
 def apply(layers: list, x, train: bool):
     """Run ``x`` through ``layers``; returns the output and the layers' updates (running
-    statistics) gathered when training."""
+    statistics) gathered when training.
+
+    Parameters
+    ----------
+    layers : list
+        Layer objects of this module.
+    x : Variable
+    train : bool
+        Training mode (dropout on, batch statistics) or evaluation.
+
+    Returns
+    -------
+    (Variable, list)
+        The output and the updates.
+    """
     updates: OrderedDict = OrderedDict()
     for layer in layers:
         x = layer(x, train)

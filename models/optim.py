@@ -11,7 +11,7 @@ parameters live, their updates fuse into the same kernels as the parameters' (th
 the gradient's GEMM or reduction), and they save, restore and checkpoint like any shared
 variable (``state_of(updates)`` lists them).
 
-The rules, with g the gradient and t = 1, 2, ... the step:
+The rules, with g the gradient and t = 1, 2, ... the step::
 
     sgd        p -= eps_t g,     eps_t = eps_0 tau / max(t, tau)   (the 1/t schedule; tau=None: eps_0)
     momentum   v = mu v - eps_t g;  p += v
@@ -26,6 +26,9 @@ The rules, with g the gradient and t = 1, 2, ... the step:
 """
 from __future__ import annotations
 
+__all__ = ["gradients", "sgd", "momentum", "nesterov_momentum", "adagrad", "rmsprop", "adam", "clip_norm", "penalty",
+           "state_of", "get", "OPTIMIZERS"]
+
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -39,7 +42,18 @@ Updates = "OrderedDict[theta.compiler.shared.SharedVariable, theta.Variable]"
 
 
 def gradients(cost_or_grads, params: Sequence) -> list:
-    """``theta.grad(cost, params)``, or the given gradients after checking they fit."""
+    """``theta.grad(cost, params)``, or the given gradients after checking they fit.
+
+    Parameters
+    ----------
+    cost_or_grads : scalar Variable or list of Variable
+        A cost (differentiated here with ``theta.grad``) or the gradients, one per parameter.
+    params : list of SharedVariable
+
+    Returns
+    -------
+    list of Variable
+    """
     params = list(params)
     if isinstance(cost_or_grads, (list, tuple)):
         grads = [T.as_tensor_variable(g) for g in cost_or_grads]
@@ -79,7 +93,24 @@ def _cast(value, like):
 
 
 def sgd(cost_or_grads, params: Sequence, learning_rate=0.01, tau=None) -> OrderedDict:
-    """Stochastic gradient descent, optionally on the 1/t schedule."""
+    """Stochastic gradient descent, optionally on the 1/t schedule.
+
+    Parameters
+    ----------
+    cost_or_grads : scalar Variable or list of Variable
+        A cost (differentiated here with ``theta.grad``) or the gradients, one per parameter.
+    params : list of SharedVariable
+    learning_rate : float or scalar SharedVariable, optional
+        A shared variable can be changed between calls.
+    tau : int, optional
+        The 1/t schedule: the rate is ``learning_rate * tau / max(t, tau)``; None keeps it constant.
+
+    Returns
+    -------
+    OrderedDict
+        ``{shared variable: new value}`` for the parameters and the optimizer's state: pass it as
+        ``theta.function(..., updates=...)``.
+    """
     updates: OrderedDict = OrderedDict()
     eps = _rate(learning_rate, tau, updates)
     for p, g in zip(params, gradients(cost_or_grads, params)):
@@ -88,7 +119,25 @@ def sgd(cost_or_grads, params: Sequence, learning_rate=0.01, tau=None) -> Ordere
 
 
 def momentum(cost_or_grads, params: Sequence, learning_rate=0.01, momentum=0.9, tau=None) -> OrderedDict:
-    """Classical momentum (heavy ball)."""
+    """Classical momentum (heavy ball).
+
+    Parameters
+    ----------
+    cost_or_grads : scalar Variable or list of Variable
+        A cost (differentiated here with ``theta.grad``) or the gradients, one per parameter.
+    params : list of SharedVariable
+    learning_rate : float or scalar SharedVariable, optional
+        A shared variable can be changed between calls.
+    momentum : float, optional
+    tau : int, optional
+        The 1/t schedule: the rate is ``learning_rate * tau / max(t, tau)``; None keeps it constant.
+
+    Returns
+    -------
+    OrderedDict
+        ``{shared variable: new value}`` for the parameters and the optimizer's state: pass it as
+        ``theta.function(..., updates=...)``.
+    """
     updates: OrderedDict = OrderedDict()
     eps = _rate(learning_rate, tau, updates)
     for p, g in zip(params, gradients(cost_or_grads, params)):
@@ -100,7 +149,25 @@ def momentum(cost_or_grads, params: Sequence, learning_rate=0.01, momentum=0.9, 
 
 
 def nesterov_momentum(cost_or_grads, params: Sequence, learning_rate=0.01, momentum=0.9, tau=None) -> OrderedDict:
-    """Nesterov's accelerated gradient in the form of Sutskever et al. (2013)."""
+    """Nesterov's accelerated gradient in the form of Sutskever et al. (2013).
+
+    Parameters
+    ----------
+    cost_or_grads : scalar Variable or list of Variable
+        A cost (differentiated here with ``theta.grad``) or the gradients, one per parameter.
+    params : list of SharedVariable
+    learning_rate : float or scalar SharedVariable, optional
+        A shared variable can be changed between calls.
+    momentum : float, optional
+    tau : int, optional
+        The 1/t schedule: the rate is ``learning_rate * tau / max(t, tau)``; None keeps it constant.
+
+    Returns
+    -------
+    OrderedDict
+        ``{shared variable: new value}`` for the parameters and the optimizer's state: pass it as
+        ``theta.function(..., updates=...)``.
+    """
     updates: OrderedDict = OrderedDict()
     eps = _rate(learning_rate, tau, updates)
     for p, g in zip(params, gradients(cost_or_grads, params)):
@@ -112,7 +179,23 @@ def nesterov_momentum(cost_or_grads, params: Sequence, learning_rate=0.01, momen
 
 
 def adagrad(cost_or_grads, params: Sequence, learning_rate=0.01, epsilon=1e-6) -> OrderedDict:
-    """AdaGrad (Duchi et al.): per-weight rates shrinking with the summed squared gradients."""
+    """AdaGrad (Duchi et al.): per-weight rates shrinking with the summed squared gradients.
+
+    Parameters
+    ----------
+    cost_or_grads : scalar Variable or list of Variable
+        A cost (differentiated here with ``theta.grad``) or the gradients, one per parameter.
+    params : list of SharedVariable
+    learning_rate : float or scalar SharedVariable, optional
+        A shared variable can be changed between calls.
+    epsilon : float, optional
+
+    Returns
+    -------
+    OrderedDict
+        ``{shared variable: new value}`` for the parameters and the optimizer's state: pass it as
+        ``theta.function(..., updates=...)``.
+    """
     updates: OrderedDict = OrderedDict()
     for p, g in zip(params, gradients(cost_or_grads, params)):
         a = _state(p, "sum_sq")
@@ -123,7 +206,25 @@ def adagrad(cost_or_grads, params: Sequence, learning_rate=0.01, epsilon=1e-6) -
 
 
 def rmsprop(cost_or_grads, params: Sequence, learning_rate=0.001, rho=0.9, epsilon=1e-6) -> OrderedDict:
-    """RMSProp (Tieleman & Hinton): rates scaled by a running mean of squared gradients."""
+    """RMSProp (Tieleman & Hinton): rates scaled by a running mean of squared gradients.
+
+    Parameters
+    ----------
+    cost_or_grads : scalar Variable or list of Variable
+        A cost (differentiated here with ``theta.grad``) or the gradients, one per parameter.
+    params : list of SharedVariable
+    learning_rate : float or scalar SharedVariable, optional
+        A shared variable can be changed between calls.
+    rho : float, optional
+        Decay of the running mean.
+    epsilon : float, optional
+
+    Returns
+    -------
+    OrderedDict
+        ``{shared variable: new value}`` for the parameters and the optimizer's state: pass it as
+        ``theta.function(..., updates=...)``.
+    """
     updates: OrderedDict = OrderedDict()
     for p, g in zip(params, gradients(cost_or_grads, params)):
         a = _state(p, "mean_sq")
@@ -135,7 +236,30 @@ def rmsprop(cost_or_grads, params: Sequence, learning_rate=0.001, rho=0.9, epsil
 
 def adam(cost_or_grads, params: Sequence, learning_rate=0.001, beta1=0.9, beta2=0.999,
          epsilon=1e-8) -> OrderedDict:
-    """Adam (Kingma & Ba), with the bias corrections folded into the step size."""
+    """Adam (Kingma & Ba), with the bias corrections folded into the step size.
+
+    Examples
+    --------
+    >>> updates = adam(cost, params, learning_rate=1e-3)
+    >>> step = theta.function([x, y], cost, updates=updates)
+
+    Parameters
+    ----------
+    cost_or_grads : scalar Variable or list of Variable
+        A cost (differentiated here with ``theta.grad``) or the gradients, one per parameter.
+    params : list of SharedVariable
+    learning_rate : float or scalar SharedVariable, optional
+        A shared variable can be changed between calls.
+    beta1, beta2 : float, optional
+        Decays of the first and second moment estimates.
+    epsilon : float, optional
+
+    Returns
+    -------
+    OrderedDict
+        ``{shared variable: new value}`` for the parameters and the optimizer's state: pass it as
+        ``theta.function(..., updates=...)``.
+    """
     updates: OrderedDict = OrderedDict()
     grads = gradients(cost_or_grads, params)
     t = T.cast(_counter(updates, "adam.t"), "float64")
@@ -150,7 +274,18 @@ def adam(cost_or_grads, params: Sequence, learning_rate=0.001, beta1=0.9, beta2=
 
 
 def clip_norm(grads: Sequence, max_norm: float, epsilon: float = 1e-7) -> list:
-    """The gradients rescaled so that their joint L2 norm is at most ``max_norm``."""
+    """The gradients rescaled so that their joint L2 norm is at most ``max_norm``.
+
+    Parameters
+    ----------
+    grads : list of Variable
+    max_norm : float
+    epsilon : float, optional
+
+    Returns
+    -------
+    list of Variable
+    """
     grads = [T.as_tensor_variable(g) for g in grads]
     norm = T.sqrt(sum(T.sum(T.cast(g, "float64") ** 2) for g in grads))
     scale = T.minimum(norm, max_norm) / (norm + epsilon)
@@ -158,7 +293,19 @@ def clip_norm(grads: Sequence, max_norm: float, epsilon: float = 1e-7) -> list:
 
 
 def penalty(params: Sequence, l1: float = 0.0, l2: float = 0.0):
-    """l1 * sum|W| + l2 * sum W^2 over ``params`` (pass the weights, not the biases)."""
+    """l1 * sum|W| + l2 * sum W^2 over ``params`` (pass the weights, not the biases).
+
+    Parameters
+    ----------
+    params : list of SharedVariable
+        The weights.
+    l1, l2 : float, optional
+
+    Returns
+    -------
+    scalar Variable
+        To add to the cost.
+    """
     terms = []
     for p in params:
         if l1:
@@ -169,7 +316,18 @@ def penalty(params: Sequence, l1: float = 0.0, l2: float = 0.0):
 
 
 def state_of(updates: OrderedDict, params: Sequence) -> list:
-    """The shared variables ``updates`` writes besides ``params``: the optimizer's state."""
+    """The shared variables ``updates`` writes besides ``params``: the optimizer's state.
+
+    Parameters
+    ----------
+    updates : OrderedDict
+        As returned by a builder.
+    params : list of SharedVariable
+
+    Returns
+    -------
+    list of SharedVariable
+    """
     ids = {id(p) for p in params}
     return [v for v in updates if id(v) not in ids]
 
@@ -179,7 +337,17 @@ OPTIMIZERS: dict[str, Callable] = {"sgd": sgd, "momentum": momentum, "nesterov":
 
 
 def get(name: str) -> Callable:
-    """The update builder called ``name`` (see ``OPTIMIZERS``)."""
+    """The update builder called ``name`` (see ``OPTIMIZERS``).
+
+    Parameters
+    ----------
+    name : str
+        ``'sgd'``, ``'momentum'``, ``'nesterov'``, ``'adagrad'``, ``'rmsprop'``, ``'adam'``.
+
+    Returns
+    -------
+    callable
+    """
     try:
         return OPTIMIZERS[name]
     except KeyError:

@@ -2,6 +2,8 @@
 Agg backend: files only, no display needed)."""
 from __future__ import annotations
 
+__all__ = ["learning_curve", "filters"]
+
 import math
 import pathlib
 
@@ -17,7 +19,21 @@ def _pyplot():
 
 def learning_curve(history: list, path, title: str, x: str = "epoch", left: str = "cost",
                    right: str | None = "valid_error") -> pathlib.Path:
-    """``left`` (and ``right``, on a second axis, in %) of ``history``'s entries against ``x``."""
+    """``left`` (and ``right``, on a second axis, in %) of ``history``'s entries against ``x``.
+
+    Parameters
+    ----------
+    history : list of dict
+    path : path
+    title : str
+    x, left : str, optional
+        Keys of the entries.
+    right : str or None, optional
+
+    Returns
+    -------
+    pathlib.Path
+    """
     plt = _pyplot()
     rows = [h for h in history if left in h]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -40,7 +56,21 @@ def learning_curve(history: list, path, title: str, x: str = "epoch", left: str 
 
 def filters(weights: np.ndarray, path, title: str, image: tuple = (8, 8), limit: int = 64) -> pathlib.Path:
     """The first ``limit`` filters as a grid of images: the columns of a dense layer's (pixels x
-    units) matrix, or a conv layer's (filters, channels, rows, cols) first channel."""
+    units) matrix, or a conv layer's (filters, channels, rows, cols) first channel.
+
+    Parameters
+    ----------
+    weights : numpy.ndarray
+    path : path
+    title : str
+    image : tuple, optional
+        The shape of one filter's image.
+    limit : int, optional
+
+    Returns
+    -------
+    pathlib.Path
+    """
     plt = _pyplot()
     w = np.asarray(weights)
     tiles = w[:limit, 0] if w.ndim == 4 else w.T[:limit].reshape((-1,) + tuple(image))

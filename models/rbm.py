@@ -17,6 +17,8 @@ stack is fine-tuned as a classifier (models/classifiers.py, model ``dbn``).
 """
 from __future__ import annotations
 
+__all__ = ["RBM", "DeepBeliefNet", "dbn_pretraining_hook", "train_rbm"]
+
 from collections import OrderedDict
 
 import numpy as np
@@ -29,6 +31,18 @@ from .layers import Dense, glorot
 
 
 class RBM:
+    """A binary restricted Boltzmann machine trained by contrastive divergence (CD-k or persistent CD).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    srng : RandomStreams
+        Draws the Gibbs samples.
+    n_visible, n_hidden : int
+    W, hbias : SharedVariable, optional
+        Share a hidden layer's parameters (deep belief nets).
+    name : str, optional
+    """
     def __init__(self, rng: np.random.Generator, srng: RandomStreams, n_visible: int, n_hidden: int,
                  W=None, hbias=None, name: str = "rbm") -> None:
         fx = theta.config.floatX
@@ -80,7 +94,7 @@ class RBM:
 
     def pseudo_likelihood(self, x, updates: OrderedDict):
         """Stochastic approximation of the pseudo-log-likelihood: n_visible times
-        log P(x_i | x_-i) for one bit i per call (i cycles through the visible units)."""
+        ``log P(x_i | x_-i)`` for one bit i per call (i cycles through the visible units)."""
         bit = theta.shared(np.int64(0), name=f"{self.name}.pl_bit")
         xi = T.round(x)
         xi_flip = T.set_subtensor(xi[:, bit], 1 - xi[:, bit])
@@ -92,7 +106,16 @@ class RBM:
 
 
 class DeepBeliefNet:
-    """Sigmoid layers (models/layers.Dense) sharing W and hidden biases with RBMs."""
+    """Sigmoid layers (models/layers.Dense) sharing W and hidden biases with RBMs.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    srng : RandomStreams
+    n_in : int
+    hidden : list of int
+    """
 
     def __init__(self, rng: np.random.Generator, srng: RandomStreams, n_in: int, hidden: list) -> None:
         self.layers, self.rbms = [], []
@@ -112,7 +135,20 @@ class DeepBeliefNet:
 
 
 def dbn_pretraining_hook(model, data, cfg, epochs: int = 5, lr: float = 0.05) -> list:
-    """CD-1 pretraining of the DBN behind a Classifier built by ``classifiers.build('dbn', ...)``."""
+    """CD-1 pretraining of the DBN behind a Classifier built by ``classifiers.build('dbn', ...)``.
+
+    Parameters
+    ----------
+    model : Classifier
+    data : Dataset
+    cfg : TrainConfig
+    epochs : int, optional
+    lr : float, optional
+
+    Returns
+    -------
+    list
+    """
     from .autoencoders import pretrain
     return pretrain(model.stack.pretraining_stages(model.x, lr), model.x, data.train.x, epochs, cfg.batch_size,
                     cfg.backend, cfg.seed)
@@ -121,7 +157,25 @@ def dbn_pretraining_hook(model, data, cfg, epochs: int = 5, lr: float = 0.05) ->
 def train_rbm(data_x: np.ndarray, n_hidden: int = 64, epochs: int = 10, batch_size: int = 20, lr: float = 0.05,
               k: int = 1, persistent: bool = True, seed: int = 1234, backend: str | None = None) -> dict:
     """An RBM on the rows of ``data_x`` by PCD-k (or CD-k); the monitor's mean per epoch
-    (pseudo-log-likelihood with PCD: it rises as the model learns)."""
+    (pseudo-log-likelihood with PCD: it rises as the model learns).
+
+    Parameters
+    ----------
+    data_x : numpy.ndarray
+    n_hidden : int, optional
+    epochs, batch_size : int, optional
+    lr : float, optional
+    k : int, optional
+        Gibbs steps per update (run as a scan).
+    persistent : bool, optional
+        PCD (True) or CD.
+    seed : int, optional
+    backend : str, optional
+
+    Returns
+    -------
+    dict
+    """
     from ..runtime.data import Minibatches
     rng = np.random.default_rng(seed)
     rbm = RBM(rng, RandomStreams(seed), data_x.shape[1], n_hidden)

@@ -10,6 +10,8 @@ gradients clipped to a maximal norm (Pascanu et al., 2013).
 """
 from __future__ import annotations
 
+__all__ = ["adding_problem", "RNN", "LSTM", "train_adding"]
+
 import numpy as np
 
 import theta
@@ -20,7 +22,19 @@ from .layers import glorot
 
 
 def adding_problem(n: int, length: int, rng: np.random.Generator, dtype: str = "float32") -> tuple:
-    """(inputs (length, n, 2), targets (n,)): ``n`` sequences of the adding problem."""
+    """(inputs (length, n, 2), targets (n,)): ``n`` sequences of the adding problem.
+
+    Parameters
+    ----------
+    n : int
+    length : int
+    rng : numpy.random.Generator
+    dtype : str, optional
+
+    Returns
+    -------
+    tuple
+    """
     values = rng.uniform(0, 1, (length, n))
     markers = np.zeros((length, n))
     half = max(length // 2, 1)
@@ -33,7 +47,14 @@ def adding_problem(n: int, length: int, rng: np.random.Generator, dtype: str = "
 
 
 class RNN:
-    """h_t = tanh(x_t W + h_{t-1} U + b); the prediction reads h_T."""
+    """h_t = tanh(x_t W + h_{t-1} U + b); the prediction reads h_T.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    n_in, n_hidden : int
+    """
 
     def __init__(self, rng: np.random.Generator, n_in: int, n_hidden: int) -> None:
         fx = theta.config.floatX
@@ -54,7 +75,14 @@ class RNN:
 
 class LSTM:
     """Gates i, f, o and candidate g from x_t W + h_{t-1} U + b (4 blocks); c_t = f c_{t-1} + i g,
-    h_t = o tanh(c_t). The forget gate's bias starts at 1 (Gers et al., 2000)."""
+    h_t = o tanh(c_t). The forget gate's bias starts at 1 (Gers et al., 2000).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    n_in, n_hidden : int
+    """
 
     def __init__(self, rng: np.random.Generator, n_in: int, n_hidden: int) -> None:
         fx = theta.config.floatX
@@ -87,7 +115,27 @@ CELLS = {"rnn": RNN, "lstm": LSTM}
 
 def train_adding(cell: str = "lstm", length: int = 20, n_hidden: int = 32, steps: int = 400, batch_size: int = 20,
                  lr: float = 0.01, max_norm: float = 1.0, seed: int = 1234, backend: str | None = None) -> dict:
-    """Train ``cell`` on fresh minibatches of the adding problem; the test MSE every 50 steps."""
+    """Train ``cell`` on fresh minibatches of the adding problem; the test MSE every 50 steps.
+
+    Parameters
+    ----------
+    cell : {'lstm', 'rnn'}, optional
+    length : int, optional
+        Sequence length T.
+    n_hidden : int, optional
+    steps : int, optional
+    batch_size : int, optional
+    lr : float, optional
+        Adam's learning rate.
+    max_norm : float, optional
+        Gradient-norm clipping.
+    seed : int, optional
+    backend : str, optional
+
+    Returns
+    -------
+    dict
+    """
     rng = np.random.default_rng(seed)
     net = CELLS[cell](rng, 2, n_hidden)
     fx = theta.config.floatX

@@ -4,6 +4,8 @@ list), trains the classifier, and the best validation error wins. Unlike a grid,
 distinct values of every hyperparameter, which matters when only a few of them matter."""
 from __future__ import annotations
 
+__all__ = ["Trial", "sample", "random_search"]
+
 import dataclasses
 
 import numpy as np
@@ -15,6 +17,16 @@ from . import classifiers
 
 @dataclasses.dataclass
 class Trial:
+    """One trial of a random search.
+
+    Parameters
+    ----------
+    params : dict
+        The sampled hyperparameters.
+    valid_error, test_error : float
+    epochs_run : int
+    seconds : float
+    """
     params: dict
     valid_error: float
     test_error: float
@@ -24,7 +36,18 @@ class Trial:
 
 def sample(rng: np.random.Generator, base_lr: float) -> dict:
     """One draw: the learning rate log-uniform over [base/10, base*10], L2 log-uniform over
-    [1e-6, 1e-2], the hidden width from (32, 64, 128), the batch size from (10, 20, 50)."""
+    [1e-6, 1e-2], the hidden width from (32, 64, 128), the batch size from (10, 20, 50).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    base_lr : float
+        The model's default learning rate.
+
+    Returns
+    -------
+    dict
+    """
     return {"learning_rate": float(np.exp(rng.uniform(np.log(base_lr / 10), np.log(base_lr * 10)))),
             "l2": float(np.exp(rng.uniform(np.log(1e-6), np.log(1e-2)))),
             "n_hidden": int(rng.choice([32, 64, 128])),
@@ -33,7 +56,22 @@ def sample(rng: np.random.Generator, base_lr: float) -> dict:
 
 def random_search(model: str, trials: int, epochs: int | None = None, seed: int = 1234,
                   backend: str | None = None, report=None) -> list[Trial]:
-    """``trials`` trainings of ``model`` with sampled hyperparameters, best first."""
+    """``trials`` trainings of ``model`` with sampled hyperparameters, best first.
+
+    Parameters
+    ----------
+    model : str
+    trials : int
+    epochs : int, optional
+    seed : int, optional
+    backend : str, optional
+    report : callable, optional
+        Called with each finished trial.
+
+    Returns
+    -------
+    list of Trial
+    """
     from .train import TrainConfig, TrainingDiverged, train
     spec = classifiers.spec(model)
     if trials < 1:

@@ -7,6 +7,8 @@ early stopping keeps the parameters of the best validation epoch (restored at th
 """
 from __future__ import annotations
 
+__all__ = ["TrainingDiverged", "TrainConfig", "TrainResult", "Setup", "setup", "train", "train_distributed"]
+
 import dataclasses
 import math
 import time
@@ -28,6 +30,34 @@ class TrainingDiverged(ThetaError, FloatingPointError):
 
 @dataclasses.dataclass
 class TrainConfig:
+    """The options of a training run (``theta train``'s command-line options).
+
+    Parameters
+    ----------
+    model : str, optional
+        A model of the zoo (``theta list``).
+    epochs : int, optional
+        Default the model's.
+    batch_size : int, optional
+    learning_rate : float, optional
+        Default the model's.
+    optimizer : str, optional
+        Default the model's (see :func:`theta.models.optim.get`).
+    n_hidden : int, optional
+    l2 : float, optional
+        Weight decay.
+    seed : int, optional
+    backend : str, optional
+    patience : int, optional
+        Epochs without a better validation error before stopping early.
+    out : str, optional
+        Directory for checkpoints.
+    resume : bool, optional
+        Continue from the checkpoint in ``out``.
+    overwrite : bool, optional
+    distributed : bool, optional
+        Data-parallel training under mpiexec.
+    """
     model: str = "mlp"            # a name of models.classifiers.MODELS
     epochs: int | None = None     # None: the model's default
     batch_size: int = 20
@@ -51,6 +81,23 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class TrainResult:
+    """What a training run reports.
+
+    Parameters
+    ----------
+    model : str
+    epochs_run, best_epoch : int
+    valid_error, test_error : float
+        Error rates of the best validation epoch's parameters.
+    seconds : float
+    history : list
+        Per-epoch figures (cost, validation error...).
+    stopped_early : bool, optional
+    backend, floatX : str, optional
+    pretraining : list, optional
+    state : dict, optional
+        The final parameter values.
+    """
     model: str
     epochs_run: int
     best_epoch: int
@@ -67,7 +114,18 @@ class TrainResult:
 
 @dataclasses.dataclass
 class Setup:
-    """What a training run compiles: the model, its training cost and the step's updates."""
+    """What a training run compiles: the model, its training cost and the step's updates.
+
+    Parameters
+    ----------
+    spec : Spec
+    model : Classifier
+    cost : Variable
+    updates : dict
+    epochs : int
+    lr : float
+    optimizer : str
+    """
     spec: object
     model: object
     cost: object
@@ -79,7 +137,17 @@ class Setup:
 
 def setup(cfg: TrainConfig, data: Dataset) -> Setup:
     """The model of ``cfg`` with its cost (plus L2) and updates (the update rule's, then the
-    layers' running statistics); shared by `theta train` and `theta compile`."""
+    layers' running statistics); shared by `theta train` and `theta compile`.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    data : Dataset
+
+    Returns
+    -------
+    Setup
+    """
     s = spec(cfg.model)
     lr = cfg.learning_rate if cfg.learning_rate is not None else s.lr
     name = cfg.optimizer or s.optimizer
@@ -91,6 +159,35 @@ def setup(cfg: TrainConfig, data: Dataset) -> Setup:
 
 
 def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
+    """Train a classifier of the zoo on the digits with minibatch SGD and early stopping (``theta train``).
+
+    The dataset lives in shared variables and a minibatch is an index (``givens``); each epoch
+    reshuffles it in place. The parameters of the best validation epoch are kept; a NaN cost stops
+    the run with :class:`TrainingDiverged`. With ``cfg.out`` a checkpoint is written after every
+    epoch and ``cfg.resume`` continues from it bitwise.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    data : Dataset, optional
+        Default :func:`theta.models.data.load_digits`.
+    progress : bool, optional
+        Print a line per epoch.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingDiverged
+        The cost became NaN or infinite.
+
+    Examples
+    --------
+    >>> result = train(TrainConfig(model="mlp", epochs=5))
+    >>> result.test_error
+    """
     data = data or load_digits(theta.config.floatX, seed=cfg.seed)
     run = setup(cfg, data)
     s, model, cost, updates, epochs, lr = run.spec, run.model, run.cost, run.updates, run.epochs, run.lr
@@ -176,7 +273,18 @@ def _progress(total: int, desc: str, enabled: bool):
 def train_distributed(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) -> TrainResult:
     """`theta train --distributed` under mpiexec: synchronous data-parallel SGD
     (theta.distributed.DataParallel), each rank computing the gradient of ``batch_size`` rows of
-    a global minibatch of ``batch_size * ranks``; errors are counted over shards and summed."""
+    a global minibatch of ``batch_size * ranks``; errors are counted over shards and summed.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    data : Dataset, optional
+    progress : bool, optional
+
+    Returns
+    -------
+    TrainResult
+    """
     import theta.distributed as dist
     import theta.tensor as T
     world = dist.init()

@@ -6,6 +6,8 @@ the tests assert (the bars are stated in the README and by `theta list`).
 """
 from __future__ import annotations
 
+__all__ = ["Outcome", "pictures", "Entry", "entry"]
+
 import dataclasses
 import time
 from typing import Callable
@@ -18,6 +20,22 @@ from . import classifiers
 
 @dataclasses.dataclass
 class Outcome:
+    """The result of running one model of the zoo against its bar.
+
+    Parameters
+    ----------
+    model : str
+    figures : dict
+        The measured figures (errors, MSE...).
+    passed : bool
+        Whether the bar was met.
+    seconds : float
+    note : str, optional
+    result : object, optional
+        The underlying training result.
+    pictures : list, optional
+        Paths of the PNGs drawn.
+    """
     model: str
     figures: dict            # name -> value, in print order
     passed: bool             # the quality bar
@@ -28,7 +46,17 @@ class Outcome:
 
 
 def pictures(outcome: Outcome, directory) -> list:
-    """Write ``outcome``'s learning curve and first-layer filters as PNGs into ``directory``."""
+    """Write ``outcome``'s learning curve and first-layer filters as PNGs into ``directory``.
+
+    Parameters
+    ----------
+    outcome : Outcome
+    directory : path
+
+    Returns
+    -------
+    list of pathlib.Path
+    """
     import pathlib
     from . import plots
     d, name, r = pathlib.Path(directory), outcome.model, outcome.result
@@ -49,6 +77,15 @@ def pictures(outcome: Outcome, directory) -> list:
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
+    """A model ``theta train`` knows: how to run it and the quality bar it must reach.
+
+    Parameters
+    ----------
+    name, summary, quality, defaults : str
+    run : callable
+        Trains the model; returns an :class:`Outcome`.
+    dataset : str, optional
+    """
     name: str
     summary: str
     quality: str
@@ -126,6 +163,21 @@ ZOO.update({
 
 
 def entry(name: str) -> Entry:
+    """The zoo :class:`Entry` called ``name`` (``theta list`` shows them).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    Entry
+
+    Raises
+    ------
+    KeyError
+        An unknown model.
+    """
     try:
         return ZOO[name]
     except KeyError:

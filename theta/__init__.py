@@ -34,6 +34,7 @@ _LAZY = {
     "grad": ("theta.compiler.grad", "grad"),
     "config": ("theta.compiler.options", "config"),
     "CompileOptions": ("theta.compiler.options", "CompileOptions"),
+    "Mode": ("theta.compiler.mode", "Mode"),
     "shared": ("theta.compiler.shared", "shared"),
     "SharedVariable": ("theta.compiler.shared", "SharedVariable"),
     "Variable": ("theta.compiler.graph", "Variable"),
@@ -47,10 +48,10 @@ _LAZY = {
     "scan_module": ("theta.compiler", "scan"),   # Theano's theano.scan_module.until
 }
 _SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models", "sparse",
-               "sandbox")
+               "sandbox", "compile")
 
 __all__ = ["function", "In", "grad", "shared", "config", "load", "scan", "map", "reduce", "foldl", "foldr", "tensor", "gradient", "printing", "errors",
-           "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions"]
+           "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions", "Mode", "compile"]
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (mpi4py): ``theta.distributed``.
+"""Data-parallel training over MPI (mpi4py): ``theta.distributed``::
 
     import theta.distributed as dist
     world = dist.init()                       # a world of one without mpiexec (or without mpi4py)
@@ -31,6 +31,8 @@ import numpy as np
 
 from .compiler.errors import ThetaError
 
+__all__ = ["init", "rank", "size", "World", "DataParallel", "DistributedError", "DEFAULT_TIMEOUT"]
+
 DEFAULT_TIMEOUT = 120.0
 
 
@@ -39,7 +41,19 @@ class DistributedError(ThetaError, RuntimeError):
 
 
 class World:
-    """The ranks of this job: MPI's COMM_WORLD, or a world of one."""
+    """The ranks of this job: MPI's ``COMM_WORLD``, or a world of one.
+
+    Every collective (``allreduce``, ``allgather``, ``broadcast``, ``sum``) is non-blocking
+    underneath and waits at most ``timeout`` seconds, so a rank that dies makes the others raise
+    :class:`DistributedError` instead of hanging.
+
+    Parameters
+    ----------
+    comm : mpi4py communicator, optional
+        None: a world of one (rank 0 of 1).
+    timeout : float, optional
+        Seconds each collective may take (default 120).
+    """
 
     def __init__(self, comm=None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.comm, self.timeout = comm, timeout
@@ -63,7 +77,7 @@ class World:
         return buf
 
     def allgather(self, buf: np.ndarray) -> np.ndarray:
-        """(size, *buf.shape): every rank's ``buf``."""
+        """``(size, *buf.shape)``: every rank's ``buf``."""
         out = np.empty((self.size,) + buf.shape, dtype=buf.dtype)
         if self.size == 1:
             out[0] = buf
@@ -84,8 +98,19 @@ _world: World | None = None
 
 
 def init(timeout: float = DEFAULT_TIMEOUT) -> World:
-    """The world of this process: MPI's when started by mpiexec/srun with mpi4py installed, else
-    a world of one (so one script runs either way)."""
+    """The world of this process, made once: MPI's under ``mpiexec``/``srun`` with mpi4py installed, else a world of one.
+
+    So one script runs both ways. Later calls return the same world.
+
+    Parameters
+    ----------
+    timeout : float, optional
+        Seconds each collective may take before :class:`DistributedError` (default 120).
+
+    Returns
+    -------
+    World
+    """
     global _world
     if _world is None:
         comm = None
@@ -100,10 +125,22 @@ def init(timeout: float = DEFAULT_TIMEOUT) -> World:
 
 
 def rank() -> int:
+    """This process's rank (0 without MPI).
+
+    Returns
+    -------
+    int
+    """
     return init().rank
 
 
 def size() -> int:
+    """The number of ranks (1 without MPI).
+
+    Returns
+    -------
+    int
+    """
     return init().size
 
 
@@ -128,10 +165,51 @@ def _widen(payload: np.ndarray, sharing: str, dtype) -> np.ndarray:
 # ------------------------------------------------------------------------------- the step
 
 class DataParallel:
-    """A data-parallel training step: ``step(*inputs)`` with the *global* minibatch on every rank
-    (each rank takes rows ``rank::size`` of every input with a leading batch axis); returns the
-    cost averaged over the ranks. ``rule`` is an update builder of theta.models.optim (called
-    with the gradients), ``rule_kw`` its hyperparameters."""
+    """A data-parallel training step: gradients averaged over the ranks, the same update everywhere.
+
+    Call ``step(*inputs)`` with the *global* minibatch on every rank: each rank takes rows
+    ``rank::size`` of every input with a leading batch axis, computes the gradient of its shard
+    (packed by the step's own kernels into one vector per dtype), the vectors are averaged with
+    one all-reduce per dtype per step, and a second compiled function applies the update rule to
+    the average. N ranks with batch b follow one process with batch N*b. The call returns the cost
+    averaged over the ranks. Parameters start as rank 0's; random streams are decorrelated per rank.
+
+    Parameters
+    ----------
+    inputs : list of Variable
+        The step's symbolic inputs (as for :func:`theta.function`).
+    cost : scalar Variable
+    params : list of SharedVariable
+    rule : callable
+        An update builder of :mod:`theta.models.optim` (``optim.sgd``, ``optim.adam``...),
+        called with the averaged gradients.
+    backend : str, optional
+    sharing : {'exact', 'float16', 'bfloat16'}, optional
+        How gradients travel: exactly, or rounded to half precision with error feedback (half
+        the bytes of float32).
+    local_every : int, optional
+        Local SGD: every rank updates on its own gradient and parameters are averaged every
+        ``local_every`` steps.
+    world : World, optional
+        Default :func:`init`'s.
+    **rule_kw
+        The rule's hyperparameters (``learning_rate=0.1``...).
+
+    Raises
+    ------
+    ThetaError
+        An unknown ``sharing`` or a bad ``local_every``.
+    DistributedError
+        A collective failed or timed out.
+
+    Examples
+    --------
+    >>> import theta.distributed as dist
+    >>> from theta.models import optim
+    >>> step = dist.DataParallel([x, y], cost, params, optim.sgd, learning_rate=0.1)
+    >>> for xb, yb in batches:
+    ...     step(xb, yb)
+    """
 
     def __init__(self, inputs: Sequence, cost, params: Sequence, rule: Callable, *, backend: str | None = None,
                  sharing: str = "exact", local_every: int | None = None, world: World | None = None,

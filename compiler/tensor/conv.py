@@ -14,15 +14,51 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
            subsample=(1, 1), filter_flip: bool = True, filter_dilation=(1, 1)) -> Variable:
     """Convolve a batch of images with a bank of filters (Theano's ``T.nnet.conv2d``).
 
-    input: (batch, channels, rows, cols); filters: (out channels, channels, krows, kcols);
-    result: (batch, out channels, out rows, out cols) with
-    out = (in + 2*pad - dilation*(k-1) - 1) // stride + 1.
+    Shapes: ``input`` is ``(batch, channels, rows, cols)``, ``filters`` is ``(out_channels,
+    channels, krows, kcols)``, the result ``(batch, out_channels, out_rows, out_cols)`` with
+    ``out = (in + 2 * pad - dilation * (k - 1) - 1) // stride + 1`` per spatial axis. On the
+    kernel backends it is an implicit GEMM (no im2col buffer) that absorbs a following bias add
+    and activation; its input and filter gradients are implicit GEMMs too.
 
-    border_mode: 'valid' (no padding), 'full' (pad dilation*(k-1)), 'half' (pad
-    dilation*(k//2): same size for odd k at stride 1), an int or a pair (pad rows, pad cols).
-    filter_flip=True is a true convolution (the filter's taps reversed, Theano's default);
-    False is cross-correlation. input_shape/filter_shape (4 ints or None each) are checked
-    against the tensors' shapes, when the graph is built and again when it is called.
+    Parameters
+    ----------
+    input : tensor4
+        Float32 or float64.
+    filters : tensor4
+        Same dtype family; ``channels`` must match the input's.
+    input_shape, filter_shape : tuple of 4 int or None, optional
+        Theano's shape hints. Checked against the tensors' static shapes when the graph is
+        built and against the values when it is called.
+    border_mode : {'valid', 'full', 'half'} or int or (int, int), optional
+        ``'valid'`` (default): no padding; ``'full'``: pad ``dilation * (k - 1)``; ``'half'``:
+        pad ``dilation * (k // 2)`` (same size for odd ``k`` at stride 1); an int or a pair:
+        explicit zero padding of rows and columns.
+    subsample : (int, int), optional
+        The stride (default ``(1, 1)``).
+    filter_flip : bool, optional
+        True (default, as Theano) is a true convolution: the filters' taps are reversed. False
+        is cross-correlation (what most other frameworks call convolution).
+    filter_dilation : (int, int), optional
+        Spacing between filter taps (default ``(1, 1)``).
+
+    Returns
+    -------
+    Variable
+        The promoted float dtype of ``input`` and ``filters``.
+
+    Raises
+    ------
+    ShapeError
+        Tensors that are not 4-D, mismatched channels, a bad border mode, stride or dilation, or
+        shape hints that disagree with the tensors.
+    DTypeError
+        Integer inputs or filters.
+
+    Examples
+    --------
+    >>> x = T.tensor4("x")
+    >>> W = theta.shared(np.random.randn(20, 1, 5, 5).astype("float32") * 0.1)
+    >>> h = T.nnet.relu(T.nnet.conv2d(x, W, border_mode="half"))
     """
     x, w = T.as_tensor_variable(input), T.as_tensor_variable(filters)
     for v, what in ((x, "input"), (w, "filters")):

@@ -17,6 +17,10 @@ from .conv import conv2d  # noqa: F401  (T.nnet.conv2d)
 # `from theta.tensor.nnet.bn import batch_normalization_train` work as in Theano
 sys.modules[__name__ + ".bn"] = bn
 
+__all__ = ["sigmoid", "softplus", "relu", "elu", "selu", "hard_sigmoid", "ultra_fast_sigmoid", "softsign", "maxout",
+           "h_softmax", "softmax", "log_softmax", "logsoftmax", "categorical_crossentropy", "crossentropy_softmax_int",
+           "binary_crossentropy", "sigmoid_binary_crossentropy", "conv2d", "bn", "SELU_ALPHA", "SELU_SCALE"]
+
 sigmoid = T.sigmoid
 softplus = T.softplus
 
@@ -242,10 +246,48 @@ def _rowwise(op, x) -> Variable:
 
 
 def softmax(x) -> Variable:
+    """Row-wise softmax ``exp(x - max) / sum(exp(x - max))`` (Theano's ``T.nnet.softmax``).
+
+    Computed stably (the row maximum is subtracted). On the kernel backends it is one row kernel;
+    ``categorical_crossentropy(softmax(z), y)`` with integer labels is rewritten to
+    :func:`crossentropy_softmax_int`, so its gradient is ``softmax(z) - onehot(y)`` with no log
+    of a rounded probability.
+
+    Parameters
+    ----------
+    x : matrix or vector
+        Logits, one row per example. A vector is treated as one row and a vector is returned
+        (Theano returned a 1 x n matrix; ``theta.compat``'s ``theano`` shim reproduces that).
+
+    Returns
+    -------
+    Variable
+        The shape and dtype of ``x``.
+
+    Examples
+    --------
+    >>> p = T.nnet.softmax(T.dot(x, W) + b)
+    >>> cost = T.nnet.categorical_crossentropy(p, y).mean()
+    """
     return _rowwise(Softmax(), x)
 
 
 def log_softmax(x) -> Variable:
+    """Row-wise ``log(softmax(x))``, computed stably as ``x - max - log(sum(exp(x - max)))``.
+
+    Theano's ``T.nnet.logsoftmax`` (both names work). ``T.log(T.nnet.softmax(x))`` is rewritten
+    to this form.
+
+    Parameters
+    ----------
+    x : matrix or vector
+        A vector is one row.
+
+    Returns
+    -------
+    Variable
+        The shape and dtype of ``x``.
+    """
     return _rowwise(LogSoftmax(), x)
 
 
@@ -253,7 +295,30 @@ logsoftmax = log_softmax
 
 
 def categorical_crossentropy(coding_dist, true_dist) -> Variable:
-    """-sum(true * log(coding), axis=1), or -log(coding[i, true[i]]) for integer labels."""
+    """Cross-entropy between predicted distributions and targets, one value per row (Theano's ``T.nnet.categorical_crossentropy``).
+
+    With integer labels: ``-log(coding_dist[i, true_dist[i]])``; with a distribution (one-hot
+    or soft targets): ``-sum(true_dist * log(coding_dist), axis=-1)``. Applied to a softmax, the
+    integer form is rewritten to the fused, stable :func:`crossentropy_softmax_int`.
+
+    Parameters
+    ----------
+    coding_dist : matrix
+        Predicted probabilities, one row per example (usually a :func:`softmax`).
+    true_dist : integer vector or matrix
+        Class indices (``T.ivector``/``T.lvector``), or target distributions of the same shape
+        as ``coding_dist``.
+
+    Returns
+    -------
+    Variable
+        A vector, one cost per row; take ``.mean()`` for a minibatch cost.
+
+    Examples
+    --------
+    >>> x, y = T.matrix("x"), T.ivector("y")
+    >>> cost = T.nnet.categorical_crossentropy(T.nnet.softmax(T.dot(x, W) + b), y).mean()
+    """
     p = T.as_tensor_variable(coding_dist)
     t = T.as_tensor_variable(true_dist)
     if is_int(t.dtype):
@@ -262,14 +327,62 @@ def categorical_crossentropy(coding_dist, true_dist) -> Variable:
 
 
 def crossentropy_softmax_int(logits, labels) -> Variable:
-    """The stable fused form: -log(softmax(logits))[i, labels[i]]."""
+    """The fused, stable ``-log(softmax(logits))[i, labels[i]]``, one value per row.
+
+    What ``categorical_crossentropy(softmax(logits), labels)`` is rewritten to; call it directly
+    to skip the rewrite. Computed as ``logsumexp(row) - row[label]``; its gradient is
+    ``softmax(logits) - onehot(labels)`` (one row kernel each way on the kernel backends).
+
+    Parameters
+    ----------
+    logits : matrix
+        Unnormalized scores, one row per example.
+    labels : integer vector
+        The class of each row, in ``[0, n_classes)``.
+
+    Returns
+    -------
+    Variable
+        A vector of costs, in ``logits``' dtype.
+    """
     return CrossentropySoftmaxInt()(T.as_tensor_variable(logits), T.as_tensor_variable(labels))
 
 
 def binary_crossentropy(output, target) -> Variable:
+    """Elementwise binary cross-entropy ``-(t log(o) + (1 - t) log(1 - o))`` (Theano's ``T.nnet.binary_crossentropy``).
+
+    Applied to ``sigmoid(z)``, the logs are rewritten to softplus forms (see
+    :func:`sigmoid_binary_crossentropy`), so saturated sigmoids do not give ``inf``.
+
+    Parameters
+    ----------
+    output : tensor
+        Predicted probabilities in ``(0, 1)``.
+    target : tensor
+        Targets in ``[0, 1]``, broadcast against ``output``.
+
+    Returns
+    -------
+    Variable
+        Elementwise costs, the broadcast shape.
+    """
     return -(target * T.log(output) + (1 - target) * T.log(1 - output))
 
 
 def sigmoid_binary_crossentropy(logits, target) -> Variable:
-    """binary_crossentropy(sigmoid(logits), target), computed stably."""
+    """``binary_crossentropy(sigmoid(logits), target)``, computed stably from the logits.
+
+    ``target * softplus(-logits) + (1 - target) * softplus(logits)``: finite for any logits.
+
+    Parameters
+    ----------
+    logits : tensor
+    target : tensor
+        In ``[0, 1]``, broadcast against ``logits``.
+
+    Returns
+    -------
+    Variable
+        Elementwise costs.
+    """
     return target * T.softplus(-logits) + (1 - target) * T.softplus(logits)
