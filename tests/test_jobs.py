@@ -50,7 +50,7 @@ def test_a_job_runs_without_the_compiler_and_prints_what_train_prints(job, tmp_p
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == []
     ran = _theta("run", str(_copy(job, tmp_path / "again")), "--quiet")
-    trained = _theta("train", "relu-dropout", *OPTIONS, "--backend", "emu", "--quiet")
+    trained = _theta("train", "relu-dropout", *OPTIONS, "--backend", "emu", "--quiet", "--no-plots")
     assert ran.returncode == 0 and trained.returncode == 0, ran.stderr + trained.stderr
     assert _rows(ran.stdout) == _rows(trained.stdout) and len(_rows(ran.stdout)) == 2
 
