@@ -90,11 +90,16 @@ class SharedVariable(Variable):
         """Store a new device-resident value (an update computed on the device): the host copy
         is stale until ``get_value`` downloads it, and other devices' copies are dropped."""
         shape = tuple(value.shape)
-        if len(shape) != self.ndim or any(d == 1 and s != 1 for d, s in zip(self.type.shape, shape)):
-            raise ShapeError(f"device update of {describe(self)} with shape {shape}")
+        self.check_update_shape(shape)
         self._device = {backend: value}
         value.dirty = True
         self._device_shape = shape
+
+    def check_update_shape(self, shape: tuple) -> None:
+        """ShapeError unless this variable can take a value of ``shape`` (its rank, and 1 along
+        its broadcastable dims): checked before a step runs, so no update is half applied."""
+        if len(shape) != self.ndim or any(d == 1 and s != 1 for d, s in zip(self.type.shape, shape)):
+            raise ShapeError(f"device update of {describe(self)} with shape {tuple(shape)}")
 
     def device_written(self, backend: str) -> None:
         """A device backend updated this variable's copy on ``backend`` in place: the host copy

@@ -166,6 +166,10 @@ class Executor:
             for slot in self._bound:
                 private = with_updates and slot in prog.update_targets   # never the caller's array
                 base[self._leaf_buffer[slot]] = self._bind_leaf(slot, leaves[slot], keep, private)
+            for target in self._reshaped:   # all or nothing: refuse before any update is written
+                check = getattr(leaves[target], "check_update_shape", None)
+                if check is not None:
+                    check(tuple(prog.outputs[self.n_outputs + prog.update_targets.index(target)].shape))
             self.reset_status()
             try:
                 self._issue(base, scalars)

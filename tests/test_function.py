@@ -461,12 +461,7 @@ def test_update_to_an_input_value_does_not_alias_the_users_array():
     np.testing.assert_array_equal(W.get_value(), [1, 2])
 
 
-def test_updates_are_all_or_nothing(on_backend, request):
-    if on_backend == "emu":
-        # runtime/executor.py _apply_updates copies a's update into its device buffer before it
-        # finds that r's update has the wrong shape; a's host copy is not marked stale, so the
-        # next call starts from the half-applied step (a = 2 after one good call)
-        request.applymarker(pytest.mark.xfail(strict=True, reason="emu applies a's update before refusing r's"))
+def test_updates_are_all_or_nothing(on_backend):
     a = theta.shared(f32([0, 0]), name="a")
     r = theta.shared(np.zeros((1, 4), "float32"), name="r", broadcastable=(True, False))
     m = T.matrix("m")
