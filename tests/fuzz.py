@@ -425,8 +425,8 @@ def f_index(b: Builder):
         b.emit(f"{a}[{i}, {j}]")
     elif how in ("inc", "set"):
         if how == "set":
-            # repeated indices make set_subtensor race on the kernel backends (see
-            # tests/regressions/test_set_subtensor_repeated_indices.py): unique ones until fixed
+            # unique indices: with repeats, set_subtensor's gradient with respect to the value is
+            # ambiguous (the forward, last write wins, is tested in tests/regressions/)
             m = min(m, n)
             i = b.input(b.choice(["int64", "int32"]), (m,), kind="unique_index", high=n, add=False)
         val = b.input(b.t(a).dtype, (m,) + shape[1:], add=False)

@@ -235,7 +235,10 @@ def lower_scatter(group: Group, kb: KernelBuilder) -> list[Kernel]:
     yparam = kb.pointer(y)
     if region.advs or any(r["deref"] and r["point"] for r in region.runtime):
         kb.status()
-    kernels.append(kb.kernel("scatter.cu.j2", grid_for(m), BLOCK, n=m,
+    # dims along which advanced indices vary: where set mode's repeated indices can collide
+    index_dims = [k for k in range(len(region.dims)) if any(a["strides"][k] != 0 for a in region.advs)]
+    positions = size([region.dims[k] for k in index_dims])
+    kernels.append(kb.kernel("scatter.cu.j2", grid_for(m), BLOCK, n=m, index_dims=index_dims, positions=positions,
                              index_t=loop_index_type(m, region.extent, _extent(ylay.shape, ylay.strides)),
                              ctype=CTYPES[node.dtype], out=out, y=yparam,
                              y_strides=y_strides, mode=mode, dtype=node.dtype,
