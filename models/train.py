@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import theta
-from theta.errors import ThetaError
+from theta.errors import NanError, ThetaError
 
 from ..runtime.data import Minibatches
 from . import checkpoint, optim
@@ -24,7 +24,7 @@ from .classifiers import build, spec
 from .data import Dataset, load_digits
 
 
-class TrainingDiverged(ThetaError, FloatingPointError):
+class TrainingDiverged(NanError):
     """The training cost became NaN or infinite."""
 
 
