@@ -95,8 +95,12 @@ class Function:
     def __init__(self, inputs: Sequence, outputs=None, updates=None, givens=None, name: str | None = None,
                  on_unused_input: str = "raise", backend: str | None = None,
                  allow_input_downcast: bool | None = None, no_default_updates=False,
-                 nan_guard: bool | None = None, optimizer: str | None = None, debug_mode: bool = False) -> None:
+                 nan_guard: bool | None = None, optimizer: str | None = None, debug_mode: bool = False,
+                 outputs_on_device: bool = False) -> None:
         from .tensor.basic import as_tensor_variable
+        # kernel backends: return outputs as device arrays (with __cuda_array_interface__ on
+        # cuda) instead of downloading them: for a consumer that reads device memory (MPI)
+        self.outputs_on_device = bool(outputs_on_device)
         self.name = name
         self.options = CompileOptions.from_config(backend, nan_guard, optimizer, debug_mode)
         self.allow_input_downcast = bool(allow_input_downcast)
@@ -407,7 +411,10 @@ def _reference_evaluate(outputs, env):
 def _build(fn: Function, outputs: list[Variable], leaves: list, scalars: list):
     """The backend runner of a specialized, rewritten graph (outputs, then update values)."""
     targets = [len(fn.inputs) + fn.shared.index(v) for v, _ in fn._updates]
-    return binder().build(outputs, fn.options, leaves, scalars, len(fn._outputs), targets, n_inputs=len(fn.inputs))
+    runner = binder().build(outputs, fn.options, leaves, scalars, len(fn._outputs), targets, n_inputs=len(fn.inputs))
+    if getattr(fn, "outputs_on_device", False) and hasattr(runner, "outputs_on_device"):
+        runner.outputs_on_device = True
+    return runner
 
 
 @public_entry
@@ -473,7 +480,7 @@ def function(inputs, outputs=None, updates=None, givens=None, name: str | None =
     >>> train = theta.function([x, y], cost, updates=[(W, W - 0.1 * theta.grad(cost, W))])
     >>> train(xb, yb)          # one SGD step; returns the cost
     """
-    unknown = set(kwargs) - {"no_default_updates", "rebuild_strict", "profile"}
+    unknown = set(kwargs) - {"no_default_updates", "rebuild_strict", "profile", "outputs_on_device"}
     if unknown:
         raise InputError(f"theta.function got unknown keyword argument(s): {', '.join(sorted(unknown))}")
     # a name or a theta.Mode (compiler/mode.py); None: theta.config.mode, else FAST_RUN
@@ -489,5 +496,5 @@ def function(inputs, outputs=None, updates=None, givens=None, name: str | None =
     optimizer = mode.level if explicit or getattr(mode, "name", "") != "FAST_RUN" else None
     return Function(inputs, outputs, updates, givens, name, on_unused_input, backend, allow_input_downcast,
                     kwargs.get("no_default_updates", False), nan_guard=nan_guard, optimizer=optimizer,
-                    debug_mode=mode.debug)
+                    debug_mode=mode.debug, outputs_on_device=kwargs.get("outputs_on_device", False))
 

@@ -19,6 +19,11 @@ rounding error is fed back into the next step's gradient (error feedback), halvi
 ``local_every=k`` skips the gradient exchange and averages the parameters every k steps
 (local SGD). ``bytes_exchanged`` counts what this rank sent.
 
+On the cuda backend the packed gradients stay in device memory. When the MPI library is
+CUDA-aware (``MPI.Query_cuda_support()``), the device buffers go to the all-reduce directly
+through ``__cuda_array_interface__``; otherwise they are staged through pinned host memory.
+Which one is used is said once, on rank 0. On reference and emu the exchange uses host arrays.
+
 Collectives are non-blocking calls polled against a timeout, so a rank that died makes the
 others raise ``DistributedError`` instead of hanging.
 """
@@ -124,6 +129,26 @@ def init(timeout: float = DEFAULT_TIMEOUT) -> World:
     return _world
 
 
+def mpi_cuda_aware() -> bool:
+    """Can this MPI library read and write GPU memory (CUDA-aware)? MPI 4.1's query, through
+    mpi4py; False where the library cannot say."""
+    try:
+        from mpi4py import MPI
+        return bool(MPI.Query_cuda_support())
+    except Exception:   # older mpi4py or MPI: no query, so assume host memory only
+        return False
+
+
+_said: set = set()
+
+
+def _say_once(world: World, message: str) -> None:
+    if world.rank == 0 and message not in _said:
+        _said.add(message)
+        import sys
+        print(f"theta.distributed: {message}", file=sys.stderr, flush=True)
+
+
 def rank() -> int:
     """This process's rank (0 without MPI).
 
@@ -213,7 +238,7 @@ class DataParallel:
 
     def __init__(self, inputs: Sequence, cost, params: Sequence, rule: Callable, *, backend: str | None = None,
                  sharing: str = "exact", local_every: int | None = None, world: World | None = None,
-                 **rule_kw) -> None:
+                 cuda_aware: bool | None = None, **rule_kw) -> None:
         import theta
         import theta.tensor as T
         if sharing not in ("exact", "float16", "bfloat16"):
@@ -227,8 +252,22 @@ class DataParallel:
         # one packed vector per dtype, written by the gradient kernels themselves
         self.dtypes = sorted({p.dtype for p in self.params})
         packed = [T.concatenate([g.flatten() for g, p in zip(grads, self.params) if p.dtype == dt]) for dt in self.dtypes]
-        self._grads = theta.function(list(inputs), [cost] + packed, backend=backend, name="dp_gradients")
-        # the update, from the averaged vectors: each parameter's gradient is a reshaped slice
+        from .runtime.backends import resolve
+        on_gpu = resolve(backend or theta.config.backend) == "cuda" and self.world.size > 1
+        # how the packed gradients reach MPI: host arrays, device buffers, or pinned staging
+        self.transport = "host"
+        if on_gpu:
+            aware = mpi_cuda_aware() if cuda_aware is None else bool(cuda_aware)
+            self.transport = "device" if aware and sharing == "exact" else "pinned"
+            _say_once(self.world, "MPI is CUDA-aware: gradients go to the all-reduce from device memory"
+                      if self.transport == "device" else
+                      "MPI is not CUDA-aware (or the sharing is low-resolution): gradients are staged "
+                      "through pinned host memory")
+        self._grads = theta.function(list(inputs), [cost] + packed, backend=backend, name="dp_gradients",
+                                     outputs_on_device=on_gpu)
+        self._pinned: dict = {}
+        # the update, from the summed vectors (averaged here, in the update's own kernels): each
+        # parameter's gradient is a reshaped slice
         vectors = [T.vector(f"grad_{dt}", dtype=dt) for dt in self.dtypes]
         offsets = {dt: 0 for dt in self.dtypes}
         pieces = []
@@ -236,7 +275,8 @@ class DataParallel:
             shape = p.get_value(borrow=True).shape
             n = int(np.prod(shape))
             v = vectors[self.dtypes.index(p.dtype)]
-            pieces.append(v[offsets[p.dtype]:offsets[p.dtype] + n].reshape(shape))
+            piece = v[offsets[p.dtype]:offsets[p.dtype] + n].reshape(shape)
+            pieces.append(piece / np.asarray(self.world.size, dtype=p.dtype) if self.world.size > 1 else piece)
             offsets[p.dtype] += n
         self._apply = theta.function(vectors, [], updates=rule(pieces, self.params, **rule_kw), backend=backend,
                                      name="dp_update")
@@ -254,28 +294,50 @@ class DataParallel:
                 state[0] = key - 2 ** 64 if key >= 2 ** 63 else key
                 v.set_value(state)
 
-    def _exchange(self, vec: np.ndarray, k: int) -> np.ndarray:
-        """The average over the ranks of ``vec`` (the k-th packed gradient), at the sharing's precision."""
+    def _host(self, vec, k: int) -> np.ndarray:
+        """The k-th packed gradient as a host array (a device one staged through pinned memory)."""
+        if isinstance(vec, np.ndarray):
+            return np.array(vec)
+        staged = self._pinned.get(k)
+        if staged is None:
+            staged = self._pinned[k] = vec.device.pinned(vec.nbytes).view(vec.dtype)[:vec.size]
+        with vec.device.lock:
+            vec.device.synchronize()
+            vec.device.download(staged, vec.ptr)
+        return staged
+
+    def _exchange(self, vec, k: int):
+        """The sum over the ranks of ``vec`` (the k-th packed gradient), at the sharing's precision;
+        the update divides it by the number of ranks."""
         w = self.world
         if w.size == 1:
             return vec                       # a world of one exchanges nothing
+        if self.sharing == "exact" and self.transport == "device":
+            self.bytes_exchanged += vec.nbytes
+            with vec.device.lock:            # the gradient kernels are done before MPI reads
+                vec.device.synchronize()
+            return w.allreduce(vec)          # a device buffer, through __cuda_array_interface__
+        vec = self._host(vec, k)
         if self.sharing == "exact":
             self.bytes_exchanged += vec.nbytes
-            return w.allreduce(np.array(vec)) / w.size
+            return w.allreduce(vec)
         corrected = vec + self._residual[k]
         payload = _round(corrected, self.sharing)
         self._residual[k] = corrected - _widen(payload, self.sharing, vec.dtype)   # error feedback
         self.bytes_exchanged += payload.nbytes
         everyone = w.allgather(payload)
-        return np.sum([_widen(row, self.sharing, vec.dtype) for row in everyone], axis=0) / w.size
+        return np.sum([_widen(row, self.sharing, vec.dtype) for row in everyone], axis=0)
 
     def __call__(self, *batch):
         w = self.world
         shard = [np.asarray(b)[w.rank::w.size] if np.ndim(b) else b for b in batch]
         cost, *vectors = self._grads(*shard)
+        cost = float(np.asarray(cost))
         self.steps += 1
         if self.local_every is None:
-            vectors = [self._exchange(np.ascontiguousarray(v), k) for k, v in enumerate(vectors)]
+            vectors = [self._exchange(v, k) for k, v in enumerate(vectors)]
+        elif w.size > 1:                     # local SGD: each rank's own gradient, scaled back up
+            vectors = [self._host(v, k) * w.size for k, v in enumerate(vectors)]
         self._apply(*vectors)
         if self.local_every is not None and self.steps % self.local_every == 0:
             for p in self.params:        # local SGD: average the parameters every k steps
