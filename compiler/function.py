@@ -91,6 +91,8 @@ class Function:
         ``'fast_run'`` or ``'fast_compile'``/``'None'`` (required rewrites only).
     debug_mode : bool, optional
         Check every kernel against the reference evaluation of its nodes (``mode='DebugMode'``).
+    outputs_on_device : bool, optional
+        Return the outputs as device arrays on the kernel backends (see ``function``).
     """
     def __init__(self, inputs: Sequence, outputs=None, updates=None, givens=None, name: str | None = None,
                  on_unused_input: str = "raise", backend: str | None = None,
@@ -456,8 +458,11 @@ def function(inputs, outputs=None, updates=None, givens=None, name: str | None =
         Stop at the first op or kernel producing a NaN or Inf with a ``NanError`` naming it
         (default ``theta.config.nan_guard``).
     **kwargs
-        ``no_default_updates`` (turn off the random streams' state updates), and Theano's
-        ``rebuild_strict`` and ``profile`` (accepted, ignored).
+        ``no_default_updates`` (turn off the random streams' state updates),
+        ``outputs_on_device`` (kernel backends: return the outputs as device arrays, with
+        ``__cuda_array_interface__`` on cuda, instead of downloading them; another function
+        takes them as inputs without a copy through the host), and Theano's ``rebuild_strict``
+        and ``profile`` (accepted, ignored).
 
     Returns
     -------
