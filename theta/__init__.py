@@ -48,7 +48,7 @@ _LAZY = {
     "scan_module": ("theta.compiler", "scan"),   # Theano's theano.scan_module.until
 }
 _SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models", "sparse",
-               "sandbox", "compile")
+               "sandbox", "compile", "distributed", "compat")
 
 __all__ = ["function", "In", "grad", "shared", "config", "load", "scan", "map", "reduce", "foldl", "foldr", "tensor", "gradient", "printing", "errors",
            "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions", "Mode", "compile"]
