@@ -43,9 +43,9 @@ class TensorOperators:
     def __bool__(self) -> bool:
         if self.op is not None and getattr(self.op, "is_ordering", False):
             raise TruthValueError(
-                f"the truth value of the comparison {describe(self)} is symbolic, not True or False "
-                "(a chained comparison a < b < c, or `if` on a symbolic condition?): use T.switch(cond, a, b) "
-                "for a choice, T.and_/T.or_ to combine comparisons")
+                f"bool() of a symbolic comparison, {describe(self)}: it is neither True nor False (a chained "
+                "comparison a < b < c, or `if` on a symbolic condition?); use T.switch(cond, a, b) for a choice, "
+                "T.and_/T.or_ to combine comparisons")
         return True
 
     # -- arithmetic ------------------------------------------------------------------------------
@@ -168,6 +168,9 @@ class TensorOperators:
         return _T().dimshuffle(self, *order)
 
     def transpose(self, *axes):
+        """``x.transpose(2, 0, 1)`` or, as NumPy and Theano, ``x.transpose((2, 0, 1))``."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
         return _T().transpose(self, axes or None)
 
     def astype(self, dtype):

@@ -73,6 +73,7 @@ ENTRY_POINTS = {
         "assert float(W.sum().eval()) == 15.0 and W.mean(axis=0).eval().tolist() == [1.5, 2.5, 3.5]\n"
         "assert W.reshape((3, 2)).eval().shape == (3, 2) and W.flatten().eval().shape == (6,)\n"
         "assert W.dimshuffle(1, 0).eval().shape == (3, 2) and W.astype('int32').dtype == 'int32'\n"
+        "assert W.transpose(1, 0).eval().shape == (3, 2) and W.transpose((1, 0)).eval().shape == (3, 2)\n"
         "assert W.dot(W.T).eval().shape == (2, 2) and (W @ W.T).eval().shape == (2, 2)\n"
         "assert int(W.argmax().eval()) == 5 and float(W.max().eval()) == 5.0"),
 }
@@ -162,6 +163,14 @@ _TUTORIAL_INIT = """
             if vbias is None:
                 vbias = theano.shared(np.zeros(n_visible), name="vbias", borrow=True)
             self.W, self.hbias, self.vbias = W, hbias, vbias
+
+    from theano.tensor.shared_randomstreams import RandomStreams
+    from theano.sandbox.rng_mrg import MRG_RandomStreams
+    for given in (RandomStreams(1), MRG_RandomStreams(1)):   # SdA/DBN: `if not theano_rng: theano_rng = ...`
+        theano_rng = given
+        if not theano_rng:
+            theano_rng = None
+        assert theano_rng is given
 
     first = RBM()
     second = RBM(W=first.W, hbias=first.hbias)     # shares the first one's parameters
