@@ -51,7 +51,8 @@ _SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime"
                "sandbox", "compile", "distributed", "compat", "scan_module")
 
 __all__ = ["function", "In", "grad", "shared", "config", "load", "scan", "map", "reduce", "foldl", "foldr", "tensor", "gradient", "printing", "errors",
-           "scan_module", "sparse", "sandbox", "compat", "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions", "Mode", "compile"]
+           "scan_module", "sparse", "sandbox", "compat",
+           "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions", "Mode", "compile"]
 
 
 def __getattr__(name: str):
