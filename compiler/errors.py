@@ -40,6 +40,16 @@ class GraphError(ThetaError, ValueError):
     disconnected gradient, an update of something that is not a shared variable."""
 
 
+class TruthValueError(GraphError, TypeError):
+    """``bool()`` of a comparison's result (``a < b < c``, ``if x > 0:``): symbolic, neither True
+    nor False. A TypeError, as in Theano; every other variable is true."""
+
+
+class NotSupportedError(ThetaError, AttributeError):
+    """A Theano name theta does not provide (``theano.config.blas`` under theta.compat); an
+    AttributeError, so ``hasattr`` and ``getattr(obj, name, default)`` keep working."""
+
+
 class DisconnectedInputError(GraphError):
     """theta.grad asked for the gradient of an input the cost does not depend on."""
 

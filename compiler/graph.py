@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import DTypeError, GraphError, ThetaError
+from .operators import TensorOperators
 from .types import TensorType, check_dtype
 
 _PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +49,7 @@ def user_stacklevel() -> int:
     return level
 
 
-class Variable:
+class Variable(TensorOperators):
     """A symbolic tensor: a leaf (an input, a shared variable, a constant) or ``op(*inputs)``.
 
     Theano's ``TensorVariable`` (``T.TensorVariable`` is this class). Identity is equality, as in
@@ -57,7 +58,9 @@ class Variable:
     operators (``+ - * / // % ** @``, comparisons ``< <= > >=``, ``& | ^ ~``, indexing
     ``x[i:j]``, ``x[idx_array]``) and Theano's methods (``sum``, ``mean``, ``max``, ``argmax``,
     ``reshape``, ``flatten``, ``dimshuffle``, ``astype``, ``dot``, ``clip``, ``eval``...) and
-    properties (``shape``, ``T``, ``ndim``, ``dtype``) are defined by ``theta.tensor``.
+    properties (``shape``, ``T``) come from ``TensorOperators`` (compiler/operators.py), so they
+    work from ``import theta`` on. As in Theano, a variable is true (``if not W:`` tests for
+    None) except a comparison's result, whose truth raises a TruthValueError (``a < b < c``).
 
     You rarely construct one directly: use the declarations (``T.matrix``), :func:`theta.shared`
     and the tensor functions.
@@ -131,17 +134,11 @@ class Variable:
     def __eq__(self, other) -> bool:  # identity, like Theano; use T.eq for elementwise equality
         return self is other
 
-    def __bool__(self) -> bool:
-        raise GraphError(f"the truth value of a symbolic variable {self!r} is undefined; use T.switch or T.and_")
-
     def __iter__(self):
         raise TypeError(f"symbolic variable {self!r} is not iterable; index it with x[i]")
 
     def __len__(self):
         raise TypeError(f"len() of a symbolic variable {self!r} is unknown; use x.shape[0]")
-
-    # The tensor API (operators, methods like .sum/.reshape/.T) lives in compiler.tensor and is
-    # attached there, keeping this module free of op definitions.
 
     def clone(self, name: str | None = None) -> "Variable":
         """A fresh leaf of the same type (a new input variable)."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from .errors import OptionError, ThetaError
+from .errors import NotSupportedError, OptionError, ThetaError
 
 FLOAT_DTYPES = ("float32", "float64")
 BACKENDS = ("reference", "emu", "cuda", "auto")
+OPTIONS = ("floatX", "backend", "optimizer", "mode", "emu_asan", "emu_check", "nan_guard", "debug")
 
 
 class Config:
@@ -45,6 +46,13 @@ class Config:
             key, _, value = item.partition("=")
             setattr(self, key.strip(), value.strip())
 
+    def __getattr__(self, key: str):
+        # only reached for a name that is not an option: say which ones exist (Theano scripts
+        # read options theta does not have, e.g. config.blas.ldflags)
+        if key.startswith("__"):        # Python's protocol probes (copy, pickle)
+            raise AttributeError(key)
+        raise NotSupportedError(f"theta.config has no option {key!r}; known options: {', '.join(OPTIONS)}")
+
     def __setattr__(self, key: str, value) -> None:
         allowed = self._fields.get(key)
         if key == "optimizer":
@@ -60,8 +68,7 @@ class Config:
                 value = value.lower() in ("1", "true", "yes")
             allowed = (True, False)
         elif allowed is None:
-            raise OptionError(f"theta.config has no option {key!r}; known options: floatX, backend, optimizer, mode, "
-                             "emu_asan, emu_check, nan_guard, debug")
+            raise OptionError(f"theta.config has no option {key!r}; known options: {', '.join(OPTIONS)}")
         if value not in allowed:
             raise OptionError(f"theta.config.{key} must be one of {allowed}, got {value!r}")
         object.__setattr__(self, key, value)

@@ -11,8 +11,9 @@ them), theta.kernels (CUDA templates) and theta.models; this package re-exports 
 
 Nothing is imported until it is first used (PEP 562 ``__getattr__`` below): ``import theta;
 theta.load(path)`` runs a saved program without importing the compiler (sympy) or jinja2.
-theta.tensor, theta.gradient, theta.printing and theta.errors are Theano's module names for
-compiler modules; the files of those names here make ``import theta.tensor as T`` work.
+theta.tensor, theta.gradient, theta.printing, theta.sparse, theta.errors and theta.scan_module are
+Theano's module names for compiler modules; the files of those names here make ``import
+theta.tensor as T`` work, and each resolves as an attribute of theta on first use.
 """
 from __future__ import annotations
 
@@ -45,12 +46,12 @@ _LAZY = {
     "reduce": ("theta.compiler.scan", "reduce"),
     "foldl": ("theta.compiler.scan", "foldl"),
     "foldr": ("theta.compiler.scan", "foldr"),
-    "scan_module": ("theta.compiler", "scan"),   # Theano's theano.scan_module.until
 }
 _SUBMODULES = ("tensor", "gradient", "printing", "errors", "compiler", "runtime", "kernels", "models", "sparse",
-               "sandbox", "compile", "distributed", "compat")
+               "sandbox", "compile", "distributed", "compat", "scan_module")
 
 __all__ = ["function", "In", "grad", "shared", "config", "load", "scan", "map", "reduce", "foldl", "foldr", "tensor", "gradient", "printing", "errors",
+           "scan_module", "sparse", "sandbox", "compat",
            "Function", "SharedVariable", "Variable", "ThetaError", "CompileOptions", "Mode", "compile"]
 
 

@@ -19,6 +19,8 @@ import importlib.machinery
 import sys
 import types
 
+from .compiler.errors import NotSupportedError, OptionError
+
 __all__ = ["install_theano", "uninstall_theano", "MODULES"]
 
 # theano module -> the theta module it forwards to
@@ -27,6 +29,7 @@ MODULES = {
     "theano.tensor": "theta.compiler.tensor",
     "theano.tensor.nnet": "theta.compiler.tensor.nnet",
     "theano.tensor.nnet.bn": "theta.compiler.tensor.bn",
+    "theano.tensor.nnet.conv": "theta.compiler.tensor.conv",   # the old module of conv2d(image_shape=...)
     "theano.tensor.signal": "theta.compiler.tensor.signal",
     "theano.tensor.signal.pool": "theta.compiler.tensor.signal.pool",
     "theano.tensor.shared_randomstreams": "theta.compiler.tensor.shared_randomstreams",
@@ -39,7 +42,7 @@ MODULES = {
     "theano.compile.mode": "theta.compile.mode",
     "theano.compile.debugmode": "theta.compile.debugmode",
     "theano.compile.nanguardmode": "theta.compile.nanguardmode",
-    "theano.scan_module": "theta.compiler.scan",
+    "theano.scan_module": "theta.scan_module",
     "theano.sparse": "theta.sparse",
 }
 
@@ -66,7 +69,15 @@ class _Config:
             return theta.config.mode or "FAST_RUN"
         if name in self._ignored:
             return self.__dict__.get(name, self._ignored[name])
-        return getattr(theta.config, name)
+        if name.startswith("__"):       # Python's protocol probes (copy, pickle): plain AttributeError
+            raise AttributeError(name)
+        try:
+            return getattr(theta.config, name)
+        except AttributeError:
+            from .compiler.options import OPTIONS
+            raise NotSupportedError(
+                f"theta does not support theano.config.{name} (theta.compat knows device, mode, "
+                f"{', '.join(sorted(self._ignored))} and theta.config's options {', '.join(OPTIONS)})") from None
 
     def __setattr__(self, name, value):
         import theta
@@ -77,7 +88,8 @@ class _Config:
             elif value == "cpu":
                 theta.config.backend = "reference"
             else:
-                raise ValueError(f"theano.config.device: theta knows 'cpu' and 'cuda', not {value!r}")
+                raise OptionError(f"theano.config.device: theta knows 'cpu', 'cuda' and 'gpu' (with a device "
+                                  f"number: 'cuda0'), not {value!r} (theta has no OpenCL backend)")
         elif name == "mode":   # theta.function's default mode (an OptionError for an unknown name)
             theta.config.mode = value
         elif name in self._ignored:
@@ -113,7 +125,7 @@ class _Forward(types.ModuleType):
         try:
             return getattr(target, attr)
         except AttributeError:
-            raise AttributeError(f"theta does not support {self.__name__}.{attr} (theta.compat forwards "
+            raise NotSupportedError(f"theta does not support {self.__name__}.{attr} (theta.compat forwards "
                                  f"{self.__name__} to {self.__dict__['_target']}, which has no {attr!r})") from None
 
 

@@ -28,6 +28,11 @@ class Elemwise(Op):
     name: str | None = dataclasses.field(default=None, compare=False)
     family = "elemwise"
 
+    @property
+    def is_ordering(self) -> bool:
+        """An order comparison (< <= > >=): its result has no truth value (Variable.__bool__)."""
+        return isinstance(self.expr, (scalar.lt, scalar.le, scalar.gt, scalar.ge))
+
     def make_type(self, *inputs: Variable) -> TensorType:
         if len(inputs) != self.nin:
             raise ShapeError(f"{self} expects {self.nin} inputs, got {len(inputs)}")

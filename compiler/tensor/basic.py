@@ -7,8 +7,6 @@ Arithmetic on constants folds immediately, so ``x.shape[0] * 2`` of a known shap
 """
 from __future__ import annotations
 
-import weakref
-
 import builtins
 import numbers
 from typing import Sequence
@@ -1394,72 +1392,3 @@ def std(x, axis=None, keepdims: bool = False):
     Variable
     """
     return sqrt(var(x, axis, keepdims))
-
-
-# --------------------------------------------------------------------------------------------
-# the Variable's Python protocol: operators and methods, as in Theano
-
-
-def _getitem(self, key):
-    out = _subtensor(self, key)
-    if out.op is not None and out.inputs and all(i.is_constant for i in out.inputs):
-        return constant(out.op.perform(*(i.data for i in out.inputs)))
-    return out
-
-
-def _shape_prop(self):
-    return shape_of(self)
-
-
-def _T_prop(self):
-    return transpose(self)
-
-
-def _methods():
-    r = lambda f: (lambda self, other: f(other, self))  # noqa: E731
-    return {
-        "__add__": lambda s, o: add(s, o), "__radd__": r(add),
-        "__sub__": lambda s, o: sub(s, o), "__rsub__": r(sub),
-        "__mul__": lambda s, o: mul(s, o), "__rmul__": r(mul),
-        "__truediv__": lambda s, o: true_div(s, o), "__rtruediv__": r(true_div),
-        "__floordiv__": lambda s, o: int_div(s, o), "__rfloordiv__": r(int_div),
-        "__mod__": lambda s, o: mod(s, o), "__rmod__": r(mod),
-        "__pow__": lambda s, o: pow(s, o), "__rpow__": r(pow),
-        "__matmul__": lambda s, o: dot(s, o), "__rmatmul__": r(dot),
-        "__neg__": neg, "__abs__": abs_, "__invert__": invert,
-        "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
-        "__and__": and_, "__or__": or_, "__xor__": xor,
-        "__rand__": r(and_), "__ror__": r(or_), "__rxor__": r(xor),
-        "__getitem__": _getitem,
-        # NumPy defers to our reflected operators (ndarray * x -> x.__rmul__) instead of
-        # building an object array of Variables; np.exp(x) raises instead of misbehaving.
-        "__array_ufunc__": None,
-        "shape": property(_shape_prop), "T": property(_T_prop),
-        "sum": sum, "mean": mean, "prod": prod, "max": max, "min": min,
-        "argmax": argmax, "argmin": argmin, "var": var, "std": std,
-        "reshape": lambda s, *shape, ndim=None: reshape(s, shape[0] if len(shape) == 1 else shape, ndim),
-        "flatten": flatten, "dimshuffle": dimshuffle, "transpose": lambda s, *axes: transpose(s, axes or None),
-        "astype": cast, "dot": dot, "clip": clip, "exp": exp, "log": log, "sqrt": sqrt, "tanh": tanh,
-        "round": round,
-        "zeros_like": zeros_like, "ones_like": ones_like, "eval": _eval,
-    }
-
-
-def _eval(self, inputs_to_values=None):
-    """Theano's ``Variable.eval``: the value of this expression, with ``inputs_to_values``
-    ({input variable: value}) for the inputs it reads (compiled once per set of inputs)."""
-    from ..function import function
-    given = dict(inputs_to_values or {})
-    key = tuple(sorted(id(v) for v in given))
-    cache = _eval_cache.setdefault(self, {})
-    fn = cache.get(key)
-    if fn is None:
-        fn = cache[key] = function(list(given), self, on_unused_input="ignore")
-    return fn(*given.values())
-
-
-_eval_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # variable -> {inputs: function}
-
-
-for _name, _fn in _methods().items():
-    setattr(Variable, _name, _fn)

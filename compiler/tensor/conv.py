@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
-from ..errors import DTypeError, ShapeError, describe
-from ..graph import Variable
+from ..errors import DTypeError, OptionError, ShapeError, describe
+from ..graph import Variable, user_stacklevel
 from ..ops.conv import BORDER_MODES, Conv2d
 from ..types import is_float
 from . import basic as T
 
 
 def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="valid",
-           subsample=(1, 1), filter_flip: bool = True, filter_dilation=(1, 1)) -> Variable:
+           subsample=(1, 1), filter_flip: bool = True, image_shape=None, filter_dilation=(1, 1)) -> Variable:
     """Convolve a batch of images with a bank of filters (Theano's ``T.nnet.conv2d``).
 
     Shapes: ``input`` is ``(batch, channels, rows, cols)``, ``filters`` is ``(out_channels,
@@ -38,6 +39,9 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     filter_flip : bool, optional
         True (default, as Theano) is a true convolution: the filters' taps are reversed. False
         is cross-correlation (what most other frameworks call convolution).
+    image_shape : tuple of 4 int or None, optional
+        Theano's older name of ``input_shape`` (``theano.tensor.nnet.conv.conv2d``), accepted
+        as Theano accepts it: with a DeprecationWarning, and not together with ``input_shape``.
     filter_dilation : (int, int), optional
         Spacing between filter taps (default ``(1, 1)``).
 
@@ -48,6 +52,8 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
 
     Raises
     ------
+    OptionError
+        Both ``input_shape`` and its old name ``image_shape``.
     ShapeError
         Tensors that are not 4-D, mismatched channels, a bad border mode, stride or dilation, or
         shape hints that disagree with the tensors.
@@ -60,6 +66,13 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     >>> W = theta.shared(np.random.randn(20, 1, 5, 5).astype("float32") * 0.1)
     >>> h = T.nnet.relu(T.nnet.conv2d(x, W, border_mode="half"))
     """
+    if image_shape is not None:   # Theano's deprecated name, in the same place as Theano's signature
+        if input_shape is not None:
+            raise OptionError(f"conv2d: give input_shape or its old name image_shape, not both "
+                              f"(input_shape={input_shape!r}, image_shape={image_shape!r})")
+        warnings.warn("conv2d: image_shape is Theano's deprecated name of input_shape", DeprecationWarning,
+                      stacklevel=user_stacklevel())
+        input_shape = image_shape
     x, w = T.as_tensor_variable(input), T.as_tensor_variable(filters)
     for v, what in ((x, "input"), (w, "filters")):
         if v.ndim != 4:
