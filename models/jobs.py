@@ -170,6 +170,10 @@ def read_job(path) -> tuple[dict, dict]:
     if not (path / "job.json").exists():
         raise ArtifactError(f"{path} is not a theta job (no job.json): make one with `theta compile MODEL -o {path}`")
     files = savedir.read(path)
+    for name in ("job.json", "data.npz"):
+        if name not in files:
+            raise fail(f"{path / savedir.CHECKSUMS}", f"sha256.{name}", f"is missing: the job's {name} is not listed",
+                       HINT)
     try:
         manifest = json.loads(files["job.json"])
         with np.load(io.BytesIO(files["data.npz"]), allow_pickle=False) as z:

@@ -177,6 +177,18 @@ def test_every_edit_of_job_json_is_an_artifact_error_naming_the_field(job, tmp_p
     assert main(["run", str(edited), "--quiet"]) == 0
 
 
+def test_every_edit_of_a_jobs_checksums_is_an_artifact_error_naming_the_field(job, tmp_path, capsys):
+    edited = shutil.copytree(job, tmp_path / "job")
+    doc = json.loads((job / "checksums.json").read_text())
+    cases = list(_edits(doc))
+    assert len(cases) >= 10
+    for path, how, new in cases:
+        # in the one form theta writes, so that only the edited field is wrong
+        (edited / "checksums.json").write_text(json.dumps(new, sort_keys=True, separators=(",", ":")) + "\n")
+        err = _refused(["run", str(edited), "--quiet"], capsys, (path, how))
+        assert "checksums.json" in err and _named(path) in err, (path, how, err)
+
+
 def _rewrite_checkpoint(path, meta: dict | None = None, **arrays) -> None:
     with np.load(path) as z:
         saved = {k: z[k] for k in z.files}
