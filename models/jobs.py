@@ -88,8 +88,11 @@ def compile_job(cfg, out, overwrite: bool = False) -> pathlib.Path:
     from .train import setup
     from .paths import check_output_dir
     out = check_output_dir(out, "-o")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ArtifactError(f"{out} exists and is not empty: pass --overwrite to replace it")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ArtifactError(f"{out} exists and is not empty: pass --overwrite to replace it")
+        if not (out / savedir.CHECKSUMS).exists():    # what savedir.write would refuse, after all the work
+            raise ArtifactError(f"{out} is not a theta job: --overwrite replaces a job directory, nothing else")
     backend = cfg.backend or "emu"
     if backend not in ("emu", "cuda", "auto"):
         raise ThetaError(f"a job runs compiled kernels: --backend must be emu, cuda or auto, not {backend!r}")

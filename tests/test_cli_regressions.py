@@ -177,6 +177,28 @@ def test_every_edit_of_job_json_is_an_artifact_error_naming_the_field(job, tmp_p
     assert main(["run", str(edited), "--quiet"]) == 0
 
 
+def test_a_jobs_data_must_fit_its_programs(job, tmp_path, capsys):
+    edited = shutil.copytree(job, tmp_path / "job")
+    manifest = json.loads((job / "job.json").read_text())
+    with np.load(job / "data.npz") as z:
+        data = {k: z[k] for k in z.files}
+    for key, value in (("valid_y", None), ("train_x", data["train_x"][:-1]), ("test_x", data["test_x"][:, :, None]),
+                       ("train_y", data["train_y"].astype(np.float32)), ("valid_x", data["valid_x"][:0])):
+        changed = {k: v for k, v in data.items() if k != key} | ({key: value} if value is not None else {})
+        with open(edited / "data.npz", "wb") as f:
+            np.savez(f, **changed)
+        _resign(edited, manifest)
+        err = _refused(["run", str(edited), "--quiet"], capsys, key)
+        assert "data.npz" in err and key in err, (key, err)
+
+
+def test_overwrite_replaces_only_a_job(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    err = _refused(["compile", "logreg", "-o", str(tmp_path / "mine"), "--overwrite"], capsys)
+    assert "not a theta job" in err and (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
 def test_every_edit_of_a_jobs_checksums_is_an_artifact_error_naming_the_field(job, tmp_path, capsys):
     edited = shutil.copytree(job, tmp_path / "job")
     doc = json.loads((job / "checksums.json").read_text())
