@@ -99,8 +99,22 @@ def validate(value: Any, table: dict, file: str, hint: str = "") -> Any:
 
 
 def fail(file: str, path: str, what: str, hint: str = "") -> ArtifactError:
-    """The error for field ``path`` of ``file``: ``what`` says what is wrong with it, ``hint``
-    what to do."""
+    """The error for field ``path`` of ``file``.
+
+    Parameters
+    ----------
+    file : str
+    path : str
+        The field's dotted path (``trainer.best``); empty for the document itself.
+    what : str
+        What is wrong with it.
+    hint : str, optional
+        What to do.
+
+    Returns
+    -------
+    ArtifactError
+    """
     field = f"field {path!r}" if path else "its top level"
     return ArtifactError(f"{file}: {field} {what}; the file is damaged or was edited" + (f": {hint}" if hint else ""))
 
