@@ -18,6 +18,8 @@ import pytest
 
 from theta.cli import main
 from theta.compiler import savedir
+from theta.errors import ArtifactError
+from theta.models.jobs import read_job
 
 # logreg, seed 8, 4 epochs on emu: the validation errors are 31, 30, 21, 21 wrong of 300, a tie
 # between epochs 3 and 4 (the earliest wins)
@@ -172,7 +174,9 @@ def test_every_edit_of_job_json_is_an_artifact_error_naming_the_field(job, tmp_p
     for path, how, doc in cases:
         _resign(edited, doc)
         err = _refused(["run", str(edited), "--quiet"], capsys, (path, how))
-        assert "job.json" in err and repr(_named(path))[1:-1] in err, (path, how, err)
+        assert "job.json" in err and _named(path) in err, (path, how, err)
+        with pytest.raises(ArtifactError):
+            read_job(edited)
     _resign(edited, manifest)          # the unedited manifest, re-signed, still runs
     assert main(["run", str(edited), "--quiet"]) == 0
 
