@@ -172,15 +172,22 @@ def _read_checksums(path: pathlib.Path) -> dict[str, str]:
         doc = json.loads(raw.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{where} is corrupt: {e}") from e
-    ok = (isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") == VERSION
-          and isinstance(doc.get("sha256"), dict))
-    if not ok:
-        raise ArtifactError(f"{where} is corrupt or of an unknown version (want {FORMAT} version {VERSION})")
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"{where} is corrupt: it holds a {type(doc).__name__}, not an object")
+    # each field named when wrong: (type, the value it must have or None, in words)
+    for field, kind, value, want in (("format", str, FORMAT, repr(FORMAT)), ("version", int, VERSION, repr(VERSION)),
+                                     ("sha256", dict, None, "an object of file name -> sha256")):
+        if field not in doc:
+            raise ArtifactError(f"{where} is corrupt: field {field!r} is missing")
+        if type(doc[field]) is not kind or (value is not None and doc[field] != value):
+            raise ArtifactError(f"{where} is corrupt or of an unknown version: field {field!r} is "
+                                f"{repr(doc[field])[:60]}, want {want}")
     digests = doc["sha256"]
     for name, digest in digests.items():
         check_name(name, str(where))
         if not isinstance(digest, str) or not _HEX_RE.fullmatch(digest):
-            raise ArtifactError(f"{where} is corrupt: the checksum of {name!r} is not a sha256 hex digest")
+            raise ArtifactError(f"{where} is corrupt: field 'sha256.{name}' (the checksum of {name!r}) is not a "
+                                "sha256 hex digest")
     if raw != _canonical(digests):  # e.g. whitespace or escapes changed: same meaning, other bytes
         raise ArtifactError(f"{where} was modified after it was saved (not in the form theta writes)")
     return digests

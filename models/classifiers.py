@@ -44,6 +44,8 @@ class Classifier:
         self.cost = -T.mean(T.log(p_train)[rows, self.y])
         self.prediction = T.argmax(p_eval, axis=1)
         self.errors = T.mean(T.neq(self.prediction, self.y))
+        # the training loops count wrong rows (an int64) and divide once: models/record.py
+        self.n_wrong = T.sum(T.neq(self.prediction, self.y))
         self.layers = layers
         self.params = [p for layer in layers for p in layer.params]
         self.weights = [p for p in self.params if p.name and p.name.endswith(".W")]

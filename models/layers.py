@@ -10,19 +10,21 @@ from __future__ import annotations
 
 __all__ = ["glorot", "Dense", "BatchNormDense", "Residual", "ConvPool", "Softmax", "apply"]
 
+import os
 from collections import OrderedDict
 
 import numpy as np
 
 import theta
 import theta.tensor as T
+from theta.errors import SizeError
 from theta.tensor.shared_randomstreams import RandomStreams
 
 ACTIVATIONS = {"tanh": T.tanh, "sigmoid": T.nnet.sigmoid, "relu": T.nnet.relu, "linear": None}
 
 
 def glorot(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int, gain: float = 1.0,
-           dtype: str | None = None) -> np.ndarray:
+           dtype: str | None = None, name: str = "a weight") -> np.ndarray:
     """Glorot & Bengio's uniform init, U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out))
     (gain 4 for sigmoid units, as in the Deep Learning Tutorials).
 
@@ -35,13 +37,34 @@ def glorot(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int, ga
     gain : float, optional
     dtype : str, optional
         Default floatX.
+    name : str, optional
+        The weight's name (for the message when it cannot fit in memory).
 
     Returns
     -------
     numpy.ndarray
+
+    Raises
+    ------
+    SizeError
+        The weight (drawn in float64, then cast) needs more bytes than this machine's memory.
     """
+    dtype = dtype or theta.config.floatX
+    need = int(np.prod(shape, dtype=object)) * (8 + np.dtype(dtype).itemsize)
+    if need > _memory_bytes():      # refuse before allocating (or swapping for an hour)
+        raise SizeError(f"{name} of shape {'x'.join(map(str, shape))} needs {need / 2 ** 30:.3g} GiB to initialize, "
+                        f"more than this machine's memory ({_memory_bytes() / 2 ** 30:.3g} GiB): use fewer units "
+                        "(--hidden, n_hidden)")
     bound = gain * np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-bound, bound, shape).astype(dtype or theta.config.floatX)
+    return rng.uniform(-bound, bound, shape).astype(dtype)
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (1 TiB, theta's per-tensor limit, where it cannot be told)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2 ** 40
 
 
 def _zeros(shape, name: str):
@@ -77,7 +100,8 @@ class Dense:
         if not 0 <= dropout < 1:
             raise theta.errors.GraphError(f"{name}: dropout must be in [0, 1), got {dropout}")
         gain = 4.0 if activation == "sigmoid" else 1.0
-        self.W = theta.shared(glorot(rng, (n_in, n_out * pieces), n_in, n_out, gain), name=f"{name}.W")
+        self.W = theta.shared(glorot(rng, (n_in, n_out * pieces), n_in, n_out, gain, name=f"{name}.W"),
+                              name=f"{name}.W")
         self.b = _zeros((n_out * pieces,), f"{name}.b")
         self.params = [self.W, self.b]
         self.activation, self.pieces, self.dropout = activation, pieces, dropout
@@ -112,7 +136,7 @@ class BatchNormDense:
 
     def __init__(self, rng: np.random.Generator, n_in: int, n_out: int, activation: str = "relu",
                  momentum: float = 0.1, name: str = "bn") -> None:
-        self.W = theta.shared(glorot(rng, (n_in, n_out), n_in, n_out), name=f"{name}.W")
+        self.W = theta.shared(glorot(rng, (n_in, n_out), n_in, n_out, name=f"{name}.W"), name=f"{name}.W")
         self.gamma = theta.shared(np.ones(n_out, dtype=theta.config.floatX), name=f"{name}.gamma")
         self.beta = _zeros((n_out,), f"{name}.beta")
         self.mean = _zeros((n_out,), f"{name}.running_mean")
@@ -178,7 +202,8 @@ class ConvPool:
     def __init__(self, rng: np.random.Generator, channels_in: int, channels_out: int, size: int = 3,
                  pool: int = 2, border_mode="half", name: str = "conv") -> None:
         fan_in, fan_out = channels_in * size * size, channels_out * size * size // (pool * pool)
-        self.W = theta.shared(glorot(rng, (channels_out, channels_in, size, size), fan_in, fan_out), name=f"{name}.W")
+        self.W = theta.shared(glorot(rng, (channels_out, channels_in, size, size), fan_in, fan_out, name=f"{name}.W"),
+                              name=f"{name}.W")
         self.b = _zeros((channels_out,), f"{name}.b")
         self.params = [self.W, self.b]
         self.pool, self.border_mode = pool, border_mode

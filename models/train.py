@@ -22,6 +22,8 @@ from ..runtime.data import Minibatches
 from . import checkpoint, optim
 from .classifiers import build, spec
 from .data import Dataset, load_digits
+from .paths import check_output_dir
+from .record import Record, error_rate
 
 
 class TrainingDiverged(NanError):
@@ -188,6 +190,11 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
     >>> result = train(TrainConfig(model="mlp", epochs=5))
     >>> result.test_error
     """
+    if cfg.out:     # before any work: a run must not find out after its first epoch
+        check_output_dir(cfg.out, "--out")
+        if not cfg.resume and not cfg.overwrite and checkpoint.exists(cfg.out):
+            raise checkpoint.ArtifactError(f"{cfg.out} already holds a checkpoint: pass --resume to continue that "
+                                           "run, or --overwrite to start over")
     data = data or load_digits(theta.config.floatX, seed=cfg.seed)
     run = setup(cfg, data)
     s, model, cost, updates, epochs, lr = run.spec, run.model, run.cost, run.updates, run.epochs, run.lr
@@ -202,7 +209,7 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
 
     train_step = theta.function([index], cost, updates=updates, givens=sets["train"].givens({x: "x", y: "y"}, index),
                                 name="train_step", backend=cfg.backend)
-    error_fns = {name: theta.function([index], model.errors, givens=sets[name].givens({x: "x", y: "y"}, index),
+    count_fns = {name: theta.function([index], model.n_wrong, givens=sets[name].givens({x: "x", y: "y"}, index),
                                       name=f"{name}_errors", backend=cfg.backend)
                  for name in ("valid", "test")}
     kept = list(updates)                    # everything a step writes: restored with the best epoch
@@ -211,24 +218,16 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
     data_vars = {id(v) for mb in sets.values() for v in mb.shared.values()}
     state_vars = [v for v in train_step.shared if id(v) not in data_vars]
     start = time.perf_counter()
-    if cfg.out and not cfg.resume and not cfg.overwrite and checkpoint.exists(cfg.out):
-        raise checkpoint.ArtifactError(f"{cfg.out} already holds a checkpoint: pass --resume to continue that run, "
-                                       "or --overwrite to start over")
-    saved = checkpoint.load(cfg.out, cfg.identity(), state_vars) if cfg.out and cfg.resume else None
+    saved = (checkpoint.load(cfg.out, cfg.identity(), state_vars, kept, sets["train"].n) if cfg.out and cfg.resume
+             else None)
     pretraining = s.pretrain(model, data, cfg) if s.pretrain is not None and saved is None else []
 
-    def error_rate(name) -> float:
-        mb = sets[name]
-        wrong = sum(float(error_fns[name](i)) * mb.batch_length(i) for i in mb.epoch())
-        return wrong / mb.n
+    def rate(name) -> float:
+        return error_rate((count_fns[name](i) for i in sets[name].epoch()), sets[name].n)
 
-    best = (np.inf, 0, np.inf)  # valid error, epoch, test error at that epoch
-    best_values = [p.get_value() for p in kept]
-    history, first = [], 1
+    record, first = Record(cfg.patience, [p.get_value() for p in kept]), 1
     if saved is not None:
-        t = saved["trainer"]
-        best, history, pretraining, first = tuple(t["best"]), t["history"], t["pretraining"], t["epoch"] + 1
-        best_values = saved["best_values"]
+        first, pretraining = record.resume(saved["trainer"], saved["best_values"]), saved["trainer"]["pretraining"]
         sets["train"].restore(saved["position"])
     bar = _progress(epochs, cfg.model, progress)
     bar.update(first - 1)
@@ -244,23 +243,21 @@ def train(cfg: TrainConfig, data: Dataset | None = None, progress: bool = True) 
                     f"(learning rate {lr}, optimizer {run.optimizer}); try a lower --lr, or set "
                     "THETA_FLAGS=nan_guard=True to stop at the first op that makes a NaN or Inf")
             costs.append(c)
-        valid = error_rate("valid")
-        history.append({"epoch": epoch, "cost": float(np.mean(costs)), "valid_error": valid})
-        if valid < best[0]:
-            best = (valid, epoch, error_rate("test"))
-            best_values = [p.get_value() for p in kept]
+        valid = rate("valid")
+        record.end_epoch(epoch, costs, valid, lambda: rate("test"), lambda: [p.get_value() for p in kept])
         if cfg.out:
-            checkpoint.save(cfg.out, cfg.identity(), state_vars, best_values, sets["train"].position(),
-                            {"epoch": epoch, "best": list(best), "history": history, "pretraining": pretraining})
+            checkpoint.save(cfg.out, cfg.identity(), state_vars, record.best_values, sets["train"].position(),
+                            record.trainer(epoch, pretraining))
         bar.update(1)
-        bar.set_postfix(cost=f"{np.mean(costs):.4f}", valid=f"{100 * valid:.2f}%", best=f"{100 * best[0]:.2f}%")
-        if epoch - best[1] >= cfg.patience:
+        bar.set_postfix(cost=f"{np.mean(costs):.4f}", valid=f"{100 * valid:.2f}%", best=f"{100 * record.best[0]:.2f}%")
+        if record.stop(epoch):
             stopped = epoch < epochs
             break
     bar.close()
-    for p, v in zip(kept, best_values):
+    for p, v in zip(kept, record.best_values):
         p.set_value(v)
-    return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, history,
+    best = record.best
+    return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, record.history,
                        stopped, train_step.options.backend, theta.config.floatX, pretraining,
                        {v.name: v.get_value() for v in state_vars})
 
@@ -286,7 +283,6 @@ def train_distributed(cfg: TrainConfig, data: Dataset | None = None, progress: b
     TrainResult
     """
     import theta.distributed as dist
-    import theta.tensor as T
     world = dist.init()
     data = data or load_digits(theta.config.floatX, seed=cfg.seed)
     run = setup(cfg, data)
@@ -296,15 +292,16 @@ def train_distributed(cfg: TrainConfig, data: Dataset | None = None, progress: b
     model = run.model
     step = dist.DataParallel([model.x, model.y], run.cost, model.params, optim.get(run.optimizer),
                              learning_rate=run.lr, backend=cfg.backend)
-    count = theta.function([model.x, model.y], T.sum(T.neq(model.prediction, model.y)), backend=cfg.backend)
+    count = theta.function([model.x, model.y], model.n_wrong, backend=cfg.backend)
 
-    def error_rate(split) -> float:
+    def rate(split) -> float:
         part = slice(world.rank, None, world.size)
-        return world.sum(float(count(split.x[part], split.y[part]))) / len(split)
+        # the all-reduce adds in float64: exact for counts of rows
+        return error_rate([round(world.sum(int(count(split.x[part], split.y[part]))))], len(split))
 
     bs, n = cfg.batch_size * world.size, len(data.train)
     order = np.arange(n)
-    best, history, kept = (np.inf, 0, np.inf), [], [p.get_value() for p in model.params]
+    record = Record(cfg.patience, [p.get_value() for p in model.params])
     bar = _progress(run.epochs, f"{cfg.model} on {world.size} ranks", progress and world.rank == 0)
     start, epoch, stopped = time.perf_counter(), 0, False
     for epoch in range(1, run.epochs + 1):
@@ -313,16 +310,15 @@ def train_distributed(cfg: TrainConfig, data: Dataset | None = None, progress: b
         if not all(math.isfinite(c) for c in costs):
             raise TrainingDiverged(f"{cfg.model}: the training cost became NaN or infinite in epoch {epoch}; "
                                    "try a lower --lr")
-        valid = error_rate(data.valid)
-        history.append({"epoch": epoch, "cost": float(np.mean(costs)), "valid_error": valid})
-        if valid < best[0]:
-            best, kept = (valid, epoch, error_rate(data.test)), [p.get_value() for p in model.params]
+        valid = rate(data.valid)
+        record.end_epoch(epoch, costs, valid, lambda: rate(data.test), lambda: [p.get_value() for p in model.params])
         bar.update(1)
-        if epoch - best[1] >= cfg.patience:
+        if record.stop(epoch):
             stopped = epoch < run.epochs
             break
     bar.close()
-    for p, v in zip(model.params, kept):
+    for p, v in zip(model.params, record.best_values):
         p.set_value(v)
-    return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, history, stopped,
-                       f"{cfg.backend or theta.config.backend} x {world.size} ranks", theta.config.floatX)
+    best = record.best
+    return TrainResult(cfg.model, epoch, best[1], best[0], best[2], time.perf_counter() - start, record.history,
+                       stopped, f"{cfg.backend or theta.config.backend} x {world.size} ranks", theta.config.floatX)

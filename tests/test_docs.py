@@ -35,6 +35,9 @@ MODULES = [
     "theta.models.checkpoint",
     "theta.models.search",
     "theta.models.plots",
+    "theta.models.record",
+    "theta.models.schema",
+    "theta.models.paths",
 ]
 
 

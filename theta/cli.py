@@ -48,16 +48,23 @@ def _train(args) -> int:
                   file=sys.stderr)
             return 2
         options["out"] = args.out
+    # every path is checked before any work: not after the first epoch, not after training
+    from theta.models.paths import check_output_dir
+    if args.out:
+        check_output_dir(args.out, "--out")
+    where = None
+    if not args.no_plots:
+        import pathlib
+        import platformdirs
+        where = pathlib.Path(args.plots or args.out or pathlib.Path(platformdirs.user_cache_dir("theta")) / "runs")
+        check_output_dir(where, "--plots" if args.plots or not args.out else "--out")
     outcomes = [_zoo()[name].run(options) for name in names]
     if args.distributed:
         import theta.distributed as dist
         if dist.rank() != 0:      # one summary, from rank 0
             return 0
-    if not args.no_plots:
-        import pathlib
-        import platformdirs
+    if where is not None:
         from theta.models.zoo import pictures
-        where = pathlib.Path(args.plots or args.out or pathlib.Path(platformdirs.user_cache_dir("theta")) / "runs")
         for o in outcomes:
             o.pictures = pictures(o, where)
     # one table per kind of figures (classifiers share theirs)
@@ -203,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     ls = sub.add_parser("list", help="the models with their defaults and quality bars")
     ls.set_defaults(run=_list)
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "hidden", "trials"):
-        value = getattr(args, name, 1)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name, least in (("epochs", 1), ("batch_size", 1), ("hidden", 1), ("trials", 1), ("seed", 0)):
+        value = getattr(args, name, least)
+        if value is not None and value < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     if getattr(args, "lr", None) is not None and not args.lr > 0:
         parser.error("--lr must be positive")
     try:
