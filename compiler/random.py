@@ -81,6 +81,9 @@ class RandomStreams:
     def _make_state(self, value: np.ndarray) -> None:
         self.state = SharedVariable(value, name="rng_state")
         self.state.default_update = self.state + constant(np.array([0, 1], dtype=np.int64))
+        # a counter: loops that draw from it raise its default update past what they used
+        # (compiler/scan_streams.py)
+        self.state.is_stream_state = True
 
     # Pickling keeps the state's value and the stream count; the default update is rebuilt
     # (a shared variable pickles as its value alone).
