@@ -13,12 +13,19 @@ holds. The loop is one op (compiler/ops/scan.py); its gradient is a backwards sc
 Taps are rewritten before the op sees them: a sequence read at taps [-1, 0, 1] becomes three
 shifted views of it (the loop runs len - 2 steps), and an output read at taps [-2, -1] is
 carried as a window of its last two values (the initial value's last two rows to start with).
+As in Theano, a sequence is cut as if tap 0 were read too: taps [1] read rows 1, 2, ... (len - 1
+steps), taps [-2, -1] read rows (0, 1), (1, 2), ... (len - 2 steps). A fed-back output keeps its
+state's dtype and shape (checked when the scan is built, when shapes become known, and on the
+reference backend at every step).
 
 ``updates`` maps the shared variables the step updates to their values after the last step:
 the step's own returned updates, and the state of every random stream the step draws from
-(carried from step to step, so each step draws new numbers). Pass them to theta.function. The kernel backends run a scan as a Loop
-of its step's kernels (compiler/pipeline.py, runtime/loop.py), except a loop that stops on a
-condition (``until``) or a step that indexes with values it reads per step (reference only).
+(carried from step to step, so each step draws new numbers). Pass them to theta.function; a
+stream whose update is not passed still moves past the numbers the loop drew (the stream's
+default update does, compiler/scan_streams.py), so no two calls repeat them. The kernel
+backends run a scan as a Loop of its step's kernels (compiler/pipeline.py, runtime/loop.py),
+except a loop that stops on a condition (``until``) or a step that indexes with values it reads
+per step (reference only).
 """
 from __future__ import annotations
 
@@ -68,11 +75,12 @@ def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_
         non-sequences.
     sequences : Variable, dict or list of them, optional
         Iterated over their first axis. A dict ``{'input': x, 'taps': [-1, 0]}`` reads several
-        rows per step.
+        rows per step (the sequence is cut as if tap 0 were read too, as in Theano).
     outputs_info : Variable, dict, None or list of them, optional
         One entry per output of the step: an initial value (the output is fed back: the step
-        receives its previous value), a dict ``{'initial': h0, 'taps': [-2, -1]}`` (the initial
-        value then has one row per tap), or None (the output is not fed back).
+        receives its previous value; the step must return the same dtype and shape), a dict
+        ``{'initial': h0, 'taps': [-2, -1]}`` (the initial value then has one row per tap), or
+        None (the output is not fed back).
     non_sequences : list of Variable, optional
         Passed unchanged to every step. Anything else the step reads (shared variables, outer
         expressions) becomes a non-sequence automatically.
@@ -103,10 +111,14 @@ def scan(fn: Callable, sequences=None, outputs_info=None, non_sequences=None, n_
     Raises
     ------
     GraphError
-        A step that returns the wrong number of outputs, an output whose shape or dtype changes
-        from step to step, a bad ``truncate_gradient``.
+        A step that returns the wrong number of outputs or something that is not outputs,
+        updates and a condition; malformed taps; a bad ``truncate_gradient``.
+    DTypeError
+        A fed-back output whose dtype differs from its initial value's (as in Theano; give the
+        initial value the output's dtype, e.g. ``T.zeros((), dtype='float64')``).
     ShapeError
-        A sequence too short for its taps.
+        A sequence too short for its taps; a fed-back output (or a shared variable the step
+        updates) whose rank or shape differs from its state's.
 
     Examples
     --------

@@ -301,3 +301,32 @@ def test_step_returns_theano_refuses_are_typed_errors(returned, match):
     x = T.dvector("x")
     with pytest.raises(GraphError, match=match):
         theta.scan(lambda a: returned, sequences=x)
+
+
+def test_a_window_state_fed_a_sequence_row_of_another_shape_is_refused():
+    x, i = T.dmatrix("x"), T.dmatrix("i")
+    out, _ = theta.scan(lambda xt, a, b: xt, sequences=x, outputs_info={"initial": i, "taps": [-2, -1]})
+    f = theta.function([x, i], out)
+    with pytest.raises(ShapeError, match=r"output 0 of the step has shape \(3,\).*has shape \(2,\)"):
+        f(np.ones((4, 3)), np.ones((2, 2)))
+    np.testing.assert_array_equal(f(np.arange(6.0).reshape(3, 2), np.ones((2, 2))), np.arange(6.0).reshape(3, 2))
+
+
+def test_a_state_whose_shape_depends_on_the_data_is_checked_at_every_step(backend):
+    """The reference backend checks at run time; the kernel backends refuse a step whose shapes
+    are unknown when the function is compiled (they never run it on rows of another size)."""
+    h, k = T.dvector("h"), T.lscalar("k")
+
+    def cut(hp, k):
+        return T.concatenate([hp, hp])[:hp.shape[0] + k]
+
+    out, _ = theta.scan(cut, outputs_info=h, non_sequences=k, n_steps=3)
+    f = theta.function([h, k], out)
+    if backend != "reference":
+        with pytest.raises(theta.errors.BackendError, match="step shapes unknown"):
+            f(np.ones(2), 0)
+        return
+    np.testing.assert_array_equal(f(np.arange(2.0), 0), [[0, 1]] * 3)
+    with pytest.raises(ShapeError, match=r"cut at .*test_scan_regressions.py:\d+\): output 0 of the step has shape "
+                                         r"\(3,\).*but the state 'h\[t-1\]' it feeds has shape \(2,\)"):
+        f(np.ones(2), 1)

@@ -123,8 +123,7 @@ class Scan(Op):
             mapping = dict(zip(self.inner_inputs, placeholders))
             # the states' values first: a wrong shape is named before the step graph trips on it
             self.check_state_shapes(rebuild(list(self.values_of_states()), mapping), placeholders)
-            outs = rebuild(list(self.inner_outputs) + list(self.state_values),
-                           dict(zip(self.inner_inputs, placeholders)))
+            outs = rebuild(list(self.inner_outputs) + list(self.state_values), mapping)
             base = dataclasses.replace(self.at(0), inner_inputs=tuple(placeholders), inner_outputs=tuple(outs[:n]),
                                        state_values=tuple(outs[n:]))
             if len(_specialized) > 512:
@@ -167,7 +166,7 @@ def run_loop(op: Scan, n_steps: int, values) -> list[np.ndarray]:
         # going backwards, each sequence is read from its own end (Theano reverses, then truncates)
         rows = [s[len(s) - 1 - step] if op.go_backwards else s[step] for s in seqs]
         env = {id(p): v for p, v in zip(op.inner_inputs, rows + states + list(nonseqs))}
-        results = _interpret(order, op.inner_outputs, env, lambda var, value: _check(op, checks, var, value))
+        results = _interpret(order, op.inner_outputs, env, lambda key, value: _check(op, checks, key, value))
         for k in range(len(outputs)):
             stacked[k].append(results[k])
         states = [np.asarray(r, dtype=o.dtype) for r, o in zip(results[:op.n_states], op.inner_outputs)]
@@ -187,24 +186,23 @@ def run_loop(op: Scan, n_steps: int, values) -> list[np.ndarray]:
 
 def _interpret(order, outputs, env: dict, check=None) -> list[np.ndarray]:
     """The step graph's outputs given its inputs in ``env``, node by node with NumPy;
-    ``check(variable, value)`` sees every value as it is computed (the step's inputs first)."""
+    ``check(id of a variable, value)`` sees every value as it is computed (the inputs first)."""
     values = dict(env)
     if check is not None:
-        for o in outputs:                 # an output that is one of the step's inputs
-            if id(o) in values:
-                check(o, values[id(o)])
+        for key, value in env.items():
+            check(key, value)
     for node in order:
         args = [values[id(i)] if id(i) in values else i.data for i in node.inputs]
         out = np.asarray(node.op.perform(*args))
         values[id(node)] = out = out.astype(node.dtype) if out.dtype.name != node.dtype else out
         if check is not None:
-            check(node, out)
+            check(id(node), out)
     return [values[id(o)] if id(o) in values else o.data for o in outputs]
 
 
-def _check(op: Scan, checks: dict, var: Variable, value: np.ndarray) -> None:
+def _check(op: Scan, checks: dict, key: int, value: np.ndarray) -> None:
     """A state's new value must have the state's shape, before anything reads it."""
-    entry = checks.get(id(var))
+    entry = checks.get(key)
     if entry is not None and np.shape(value) != entry[3]:
         j, v, p, want = entry
         raise op.shape_mismatch(j, v, p, np.shape(value), want)
