@@ -97,13 +97,20 @@ def check_state(k: int, out: Variable, init: Variable, row_shape: tuple, label: 
     if out.dtype != init.dtype:
         raise DTypeError(
             f"{label}: output {k} of the step is {out.dtype} ({describe(out)}), but its state is {init.dtype} "
-            f"(the initial value {describe(init)}): a step must return its state's dtype. Give the initial "
+            f"(the initial value {_initial(init)}): a step must return its state's dtype. Give the initial "
             f"value the output's dtype (T.zeros((), dtype='{out.dtype}'), T.constant(0.0, dtype='{out.dtype}') "
             f"or T.zeros_like(...) rather than a plain number), or cast the output: T.cast(..., '{init.dtype}')")
     shape = tuple(out.type.shape)
     if any(a is not None and b is not None and a != b for a, b in zip(shape, row_shape)):
         raise ShapeError(f"{label}: output {k} of the step has shape {_fmt(shape)} ({describe(out)}), but the "
                          f"state it feeds has shape {_fmt(row_shape)}: a state must keep its shape from step to step")
+
+
+def _initial(init: Variable) -> str:
+    """A constant initial value (often a Python number the user passed) by its value."""
+    if init.is_constant and np.size(init.data) <= 4:
+        return f"{np.asarray(init.data).tolist()!r}, {init.dtype}"
+    return describe(init)
 
 
 def _fmt(shape) -> str:
@@ -170,6 +177,7 @@ def carried_updates(step_updates: list, step_outs: list, label: str) -> list:
                              f"{describe(expr)} of shape {_fmt(shape)}: a state must keep its shape from step to step")
         carried.append((var, cast(expr, var.dtype) if expr.dtype != var.dtype else expr))
     pending = step_outs + [e for _, e in carried]
+    graph = list(pending)
     seen = {id(v) for v, _ in carried}
     while pending:
         leaves = [v for v in toposort(pending) if isinstance(v, SharedVariable) and id(v) not in seen]
@@ -179,7 +187,7 @@ def carried_updates(step_updates: list, step_outs: list, label: str) -> list:
             upd = getattr(var, "default_update", None)
             if upd is not None:
                 # a loop inside the step may carry the same stream: move past what it drew
-                upd = advanced_default_update(var, upd, step_outs)
+                upd = advanced_default_update(var, upd, graph)
                 carried.append((var, upd))
                 pending.append(upd)
     return carried

@@ -48,11 +48,14 @@ def test_the_issues_examples():
 
 
 @pytest.mark.parametrize("taps", [[1], [2], [1, 3], [3, 1], [-3], [-2, -1], [-1, 2], [-2, 0, 2], [0], [-1, 0, 1]])
-def test_sequence_taps_follow_theanos_cut(taps):
+@pytest.mark.parametrize("backwards", [False, True])
+def test_sequence_taps_follow_theanos_cut(taps, backwards):
+    """Going backwards, Theano reverses each cut slice: the same steps, last first."""
     X = np.arange(8.0)
     x = T.dvector("x")
-    out, _ = theta.scan(lambda *rows: weigh(*rows), sequences={"input": x, "taps": taps})
-    np.testing.assert_array_equal(theta.function([x], out)(X), numpy_taps(X, taps, weigh))
+    out, _ = theta.scan(lambda *rows: weigh(*rows), sequences={"input": x, "taps": taps}, go_backwards=backwards)
+    want = numpy_taps(X, taps, weigh)
+    np.testing.assert_array_equal(theta.function([x], out)(X), want[::-1] if backwards else want)
 
 
 def test_sequence_taps_without_0_beside_a_plain_sequence_and_a_state():
