@@ -24,6 +24,7 @@ from .options import CompileOptions
 from .binder import binder
 from .convert import convert_input
 from .prep import Prep
+from .scan_streams import advanced_default_update
 from .shared import SharedVariable
 
 
@@ -202,6 +203,7 @@ class Function:
             upd = getattr(var, "default_update", None)
             if upd is None or id(var) in skip_ids or any(u is var for u, _ in self._updates):
                 continue
+            upd = advanced_default_update(var, upd, self._graph)   # past what loops drew from a stream
             self._updates.append((var, upd))
             self._graph.append(upd)
             for leaf in toposort([upd]):   # an update may read shared variables of its own

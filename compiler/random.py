@@ -11,7 +11,9 @@ emu and cuda backends draw the same bits. The state's ``default_update`` adds on
 counter: ``theta.function`` applies it after every call of a function whose graph draws from
 the stream (``no_default_updates=True`` turns that off), so each call sees new numbers. In a
 scan step, the state is carried from step to step and its last value returned in scan's
-``updates``, as in Theano: pass them to ``theta.function``.
+``updates``, as in Theano: pass them to ``theta.function``. Without them the default update
+still moves the counter past every counter the loops drew at (compiler/scan_streams.py), so
+two calls never repeat numbers (Theano's do).
 
 ``seed(s)`` resets the key and the counter; the state is an ordinary shared variable, so it is
 saved, pickled and restored with the others (``get_value``/``set_value``, ``theta.load``).
@@ -81,6 +83,9 @@ class RandomStreams:
     def _make_state(self, value: np.ndarray) -> None:
         self.state = SharedVariable(value, name="rng_state")
         self.state.default_update = self.state + constant(np.array([0, 1], dtype=np.int64))
+        # a counter: loops that draw from it raise its default update past what they used
+        # (compiler/scan_streams.py)
+        self.state.is_stream_state = True
 
     # Pickling keeps the state's value and the stream count; the default update is rebuilt
     # (a shared variable pickles as its value alone).
