@@ -162,3 +162,17 @@ def test_choice_without_replacement_draws_distinct_values(backend):
     x, y = f(np.arange(100, 110))
     assert x.shape == (2, 3) and len(set(x.ravel())) == 6 and set(x.ravel()) <= set(range(100, 110))
     assert len(set(y)) == 4 and y.min() >= 0 and y.max() < 9
+
+
+def test_a_saved_program_keeps_its_argument_checks(tmp_path):
+    """The check's message travels in the manifest: a loaded function refuses the same way."""
+    p = T.dscalar("p")
+    srng = RandomStreams(2)
+    f = theta.function([p], srng.binomial(size=(8,), p=p), backend="emu")
+    f(0.5)
+    f.save(tmp_path / "prog")
+    g = theta.load(tmp_path / "prog")
+    assert g(0.5).shape == (8,)
+    with pytest.raises(GraphError, match=r"binomial: p must hold probabilities in \[0, 1\]") as info:
+        g(1.7)
+    assert HERE in str(info.value)
