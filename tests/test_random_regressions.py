@@ -176,3 +176,14 @@ def test_a_saved_program_keeps_its_argument_checks(tmp_path):
     with pytest.raises(GraphError, match=r"binomial: p must hold probabilities in \[0, 1\]") as info:
         g(1.7)
     assert HERE in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["reference", "emu"])
+def test_a_bad_probability_inside_a_scan_step_is_refused(backend):
+    srng = RandomStreams(1)
+    ps = T.dvector("ps")
+    out, updates = theta.scan(lambda p: srng.binomial(size=(3,), p=p, dtype="float64"), sequences=ps)
+    f = theta.function([ps], out, updates=updates, backend=backend)
+    assert f(np.array([0.1, 0.9])).shape == (2, 3)
+    with pytest.raises(GraphError, match=r"binomial: p must hold probabilities in \[0, 1\].*'ps\[t\]'"):
+        f(np.array([0.1, 1.9]))
