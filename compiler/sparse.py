@@ -51,7 +51,7 @@ class SparseVariable:
     """
 
     op = None   # a leaf, for ``describe`` and friends
-    is_sparse = True   # a dense Variable's operators defer to this one's (c * S)
+    theta_sparse_matrix = True   # T.mul(c, S) scales it; as_tensor_variable(S) says what to use instead
     __array_ufunc__ = None   # NumPy defers to the operators below (np.float64(2) * S)
     #: the matrix this one scales (``S * 2``), None for an input made by csr_matrix
     base: "SparseVariable | None" = None
@@ -122,6 +122,10 @@ class SparseVariable:
     def _what(self) -> str:
         from .ops.sparse import describe_sparse
         return describe_sparse(self.leaves[1:], self.dtype)
+
+    def not_a_tensor(self):
+        """Raised where a dense tensor was needed (``c + S``, ``D @ S``, ``T.exp(S)``)."""
+        self._unsupported("used as a dense tensor")
 
     def _unsupported(self, op: str, *_):
         raise DTypeError(f"{self._what()} {op} ...: theta's sparse matrices support S * scalar, S / scalar and "

@@ -217,6 +217,8 @@ def as_tensor_variable(x, name: str | None = None, ndim: int | None = None) -> V
     """
     if isinstance(x, Variable):
         v = x
+    elif getattr(x, "theta_sparse_matrix", False):   # compiler/sparse.py: says what a sparse matrix supports
+        x.not_a_tensor()
     else:
         try:
             v = constant(x, name=name)
@@ -421,6 +423,9 @@ def mul(*xs):
     Variable
         The broadcast shape, the promoted dtype.
     """
+    sparse = [x for x in xs if getattr(x, "theta_sparse_matrix", False)]
+    if len(sparse) == 1 and len(xs) == 2:   # c * S: a sparse matrix with its stored values scaled
+        return sparse[0].scaled(next(x for x in xs if x is not sparse[0]))
     return elemwise(lambda *s: sp.Mul(*s), *xs, name="mul")
 
 
@@ -1415,27 +1420,17 @@ def _T_prop(self):
     return transpose(self)
 
 
-def _forward(f):
-    """``x <op> other``, except that a sparse matrix (compiler/sparse.py) as ``other`` decides
-    through its reflected operator (``c * S`` scales S; the others say what to use)."""
-    def op(self, other):
-        if getattr(other, "is_sparse", False):
-            return NotImplemented
-        return f(self, other)
-    return op
-
-
 def _methods():
     r = lambda f: (lambda self, other: f(other, self))  # noqa: E731
     return {
-        "__add__": _forward(add), "__radd__": r(add),
-        "__sub__": _forward(sub), "__rsub__": r(sub),
-        "__mul__": _forward(mul), "__rmul__": r(mul),
-        "__truediv__": _forward(true_div), "__rtruediv__": r(true_div),
-        "__floordiv__": _forward(int_div), "__rfloordiv__": r(int_div),
-        "__mod__": _forward(mod), "__rmod__": r(mod),
-        "__pow__": _forward(pow), "__rpow__": r(pow),
-        "__matmul__": _forward(dot), "__rmatmul__": r(dot),
+        "__add__": lambda s, o: add(s, o), "__radd__": r(add),
+        "__sub__": lambda s, o: sub(s, o), "__rsub__": r(sub),
+        "__mul__": lambda s, o: mul(s, o), "__rmul__": r(mul),
+        "__truediv__": lambda s, o: true_div(s, o), "__rtruediv__": r(true_div),
+        "__floordiv__": lambda s, o: int_div(s, o), "__rfloordiv__": r(int_div),
+        "__mod__": lambda s, o: mod(s, o), "__rmod__": r(mod),
+        "__pow__": lambda s, o: pow(s, o), "__rpow__": r(pow),
+        "__matmul__": lambda s, o: dot(s, o), "__rmatmul__": r(dot),
         "__neg__": neg, "__abs__": abs_, "__invert__": invert,
         "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
         "__and__": and_, "__or__": or_, "__xor__": xor,
