@@ -36,7 +36,7 @@ from .errors import GraphError, ShapeError, describe
 from .graph import Variable, constant, user_line
 from .ops.random import RandomDraw
 from .ops.shape import symbolic_dims
-from .random_args import distribution, enough, one_per_element, ordered, probability
+from .random_args import distribution, enough, nonzero_enough, one_per_element, ordered, probability
 from .shared import SharedVariable
 
 DEFAULT_SEED = 12345     # MRG_RandomStreams' default
@@ -181,8 +181,9 @@ class RandomStreams:
                 raise ShapeError(f"choice: a must be an int or a vector, got {describe(values)}")
             k = values.type.shape[0] if values.type.shape[0] is not None else values.shape[0]
         size = _size(size, ndim, [])
+        given = None   # p as the caller gave it (the rules' messages name it)
         if p is not None:
-            p = T.as_tensor_variable(p)
+            p = given = T.as_tensor_variable(p)
             if p.ndim != 1:
                 raise ShapeError(f"choice: p must be a vector, got {describe(p)} at {user_line()}")
             p = one_per_element(p, k, distribution(p, "choice", "p"))
@@ -195,7 +196,7 @@ class RandomStreams:
                 raise ShapeError(f"choice without replacement needs a constant size, got {size} at {user_line()}")
             if p is not None:   # Efraimidis-Spirakis: the largest p / -log(u) are a weighted sample
                 keys = T.cast(p, "float64") / T.log(self.gen("uniform", (k,), "float64"))
-                order = _order(keys)          # so the smallest of these (p = 0: last)
+                order = nonzero_enough(given, count, _order(keys))   # so the smallest of these (p = 0: last)
             else:               # the first elements of a random permutation
                 order = self.gen("permutation", (k,), "int64")
             order = enough(order, count, k, "choice (replace=False)", f"size {tuple(size)}", "elements in a")

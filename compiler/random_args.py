@@ -111,3 +111,14 @@ def one_per_element(p: Variable, k, value: Variable) -> Variable:
     return require(value, T.neq(p.shape[0], k), lambda: p.type.shape[0] != k if known else None,
                    lambda: f"choice: p must have one probability per element of a ({count_of(k)}), got "
                            f"{describe(p)}", error=ShapeError)
+
+
+def nonzero_enough(p: Variable, count: int, value: Variable) -> Variable:
+    """``value``, checked for ``p`` to have at least ``count`` non-zero probabilities: a weighted
+    sample without replacement never draws a category of probability 0 (NumPy refuses it)."""
+    from .tensor import basic as T
+    nonzero = T.sum(T.cast(T.gt(p, 0), "int64"))
+    const = int(np.count_nonzero(np.asarray(p.data))) if p.is_constant else None
+    return require(value, T.lt(nonzero, count), lambda: count > const if const is not None else None,
+                   lambda: f"choice (replace=False): {count} samples without replacement, but p "
+                           f"({shown(p)}) has {const if const is not None else 'fewer'} non-zero probabilities")
