@@ -12,16 +12,17 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import GraphError, ShapeError, describe
-from .graph import Variable, leaves, user_line
+from .graph import Variable, user_line
 from .ops.check import checked
 
 
 def require(value: Variable, bad: Variable, constant_bad, message, error=GraphError) -> Variable:
     """``value``, checked by the rule ``bad`` (true where broken): ``constant_bad()`` says
-    whether the arguments are constants that break it (True), keep it (False), or are not
-    known yet (None); broken constants raise ``error`` now, unknown ones a GraphError when
-    the function runs (compiler/ops/check.py). ``message()`` names the argument and values."""
-    broken = constant_bad() if all(i.is_constant for i in leaves([bad])) else None
+    whether what is known when the graph is built (constants, static shapes) breaks it (True),
+    keeps it (False), or cannot tell (None); broken rules raise ``error`` now, undecided ones a
+    GraphError when the function runs (compiler/ops/check.py). ``message()`` names the argument
+    and its values."""
+    broken = constant_bad()
     if broken:
         raise error(f"{message()}, at {user_line()}")
     if broken is not None:

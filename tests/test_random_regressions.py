@@ -25,6 +25,8 @@ CONSTANT = [
      ShapeError, r"choice: p must have one probability per element of a \(5\)"),
     ("choice len(p) != len(a)", lambda s, m: s.choice(size=(4,), a=np.array([1, 2, 3]), p=[.5, .5]),
      ShapeError, r"one probability per element of a \(3\)"),
+    ("choice len(p) != a, static shape", lambda s, m: s.choice(size=(4,), a=5, p=T.tensor("float64", shape=(2,), name="p")),
+     ShapeError, r"one probability per element of a \(5\), got 'p' float64\[2\]"),
     ("choice p outside [0, 1]", lambda s, m: s.choice(size=(4,), a=2, p=[1.5, -.5]),
      GraphError, r"choice: p must hold probabilities in \[0, 1\]"),
     ("choice without replacement, too many", lambda s, m: s.choice(size=(6,), a=5, replace=False),
