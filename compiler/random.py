@@ -19,7 +19,7 @@ saved, pickled and restored with the others (``get_value``/``set_value``, ``thet
 Distributions other than uniform and normal are graph algebra over those two: ``u < p`` for a
 Bernoulli mask (fused into its consumer), an inverse CDF for categorical draws, ranks of
 uniform keys for weighted sampling without replacement; permutations (and unweighted sampling
-without replacement, their first elements) are a draw of their own (a Feistel network).
+without replacement, their first elements) are a draw of their own (a swap-or-not shuffle).
 
 Arguments NumPy and Theano refuse are refused (probabilities outside [0, 1] or not summing to
 1, ``low > high``, more samples without replacement than categories, a ``p`` whose length is
