@@ -136,8 +136,11 @@ def status_origin(group) -> str:
     """The node of ``group`` that can meet bad input (an index or label out of range), as
     describe() shows it (op, type, user's line); the status code names the group, this names
     the variable. Every kernel of the group carries it: the code is the group's first kernel."""
+    from .ops.check import ArgCheck
     from .ops.index import IncSubtensor, Subtensor
     nodes = list(getattr(group, "nodes", ()) or ())
+    if any(isinstance(n.op, ArgCheck) for n in nodes):   # a check's message says it all
+        return next(n.op.message for n in nodes if isinstance(n.op, ArgCheck))
     checked = [n for n in nodes if n.op is not None and (isinstance(n.op, (Subtensor, IncSubtensor))
                                                           or "crossentropy" in type(n.op).__name__.lower())]
     if not checked:
@@ -171,6 +174,10 @@ def elemwise_statements(nodes: Sequence[Variable], names: dict, prefix: str) -> 
             start, step = node.op.start, node.op.step
             lines.append(f"const {CTYPES[node.dtype]} {out} = ({CTYPES[node.dtype]})"
                          f"({start}LL + {step}LL * (long long)({names['index']}));")
+        elif isinstance(node.op, RandomDraw) and node.op.dist == "permutation":
+            lines.append(f"const long long {out} = theta_rand_permutation("
+                         f"{names[('state', id(node.inputs[0]))]}, {node.op.stream}ULL, "
+                         f"(unsigned long long)({names['flat']}), {int(node.type.shape[-1])}ULL);")
         elif isinstance(node.op, RandomDraw):
             ctype = CTYPES[node.dtype]
             lines.append(f"const {ctype} {out} = theta_rand_{node.op.dist}<{ctype}>("

@@ -319,6 +319,9 @@ def raise_status(program: "Program", status: int) -> None:
         return
     from .errors import IndexingError
     k = program.kernels[status - 1] if 0 < status <= len(program.kernels) else None
+    if k is not None and k.family == "check":   # a run-time argument check: origin is its message
+        from .errors import GraphError
+        raise GraphError(f"{k.origin} (found when the function ran; nothing was updated)")
     where = f"kernel {k.name} ({k.family})" if k else f"a kernel (status {status})"
     if k is not None and k.origin:
         where = f"{k.origin}, in {where},"

@@ -20,7 +20,13 @@ saved, pickled and restored with the others (``get_value``/``set_value``, ``thet
 
 Distributions other than uniform and normal are graph algebra over those two: ``u < p`` for a
 Bernoulli mask (fused into its consumer), an inverse CDF for categorical draws, ranks of
-uniform keys for permutations and sampling without replacement.
+uniform keys for weighted sampling without replacement; permutations (and unweighted sampling
+without replacement, their first elements) are a draw of their own (a swap-or-not shuffle).
+
+Arguments NumPy and Theano refuse are refused (probabilities outside [0, 1] or not summing to
+1, ``low > high``, more samples without replacement than categories, a ``p`` whose length is
+not ``a``'s): when the graph is built for constants, when the function runs for symbolic ones
+(compiler/ops/check.py: a GraphError on every backend, naming the argument and the line).
 """
 from __future__ import annotations
 
@@ -29,9 +35,10 @@ from typing import Sequence
 import numpy as np
 
 from .errors import GraphError, ShapeError, describe
-from .graph import Variable, constant
+from .graph import Variable, constant, user_line
 from .ops.random import RandomDraw
 from .ops.shape import symbolic_dims
+from .random_args import distribution, enough, nonzero_enough, one_per_element, ordered, probability
 from .shared import SharedVariable
 
 DEFAULT_SEED = 12345     # MRG_RandomStreams' default
@@ -144,8 +151,7 @@ class RandomStreams:
     def binomial(self, size=(), n=1, p=0.5, ndim=None, dtype="int64", nstreams=None) -> Variable:
         """Successes in ``n`` Bernoulli trials of probability ``p`` (``n=1``: a 0/1 mask)."""
         from .tensor import basic as T
-        p = T.as_tensor_variable(p)
-        _check_probability(p, "binomial")
+        p = probability(T.as_tensor_variable(p), "binomial", "p")
         if not isinstance(n, (int, np.integer)) or n < 0:
             raise GraphError(f"binomial: n must be a non-negative integer, got {n!r}")
         size = _size(size, ndim, [p])
@@ -160,6 +166,7 @@ class RandomStreams:
         """Integers uniform in [low, high], both ends included (Theano's random_integers)."""
         from .tensor import basic as T
         low, high = T.as_tensor_variable(low), T.as_tensor_variable(high)
+        high = ordered(low, high)
         u = self.gen("uniform", _size(size, ndim, [low, high]), "float64")
         span = T.cast(high - low + 1, "float64")
         return T.cast(T.minimum(low + T.cast(T.floor(u * span), "int64"), high), dtype)
@@ -177,24 +184,33 @@ class RandomStreams:
             values = T.as_tensor_variable(a)
             if values.ndim != 1:
                 raise ShapeError(f"choice: a must be an int or a vector, got {describe(values)}")
-            k = values.shape[0]
+            k = values.type.shape[0] if values.type.shape[0] is not None else values.shape[0]
         size = _size(size, ndim, [])
+        given = None   # p as the caller gave it (the rules' messages name it)
         if p is not None:
-            p = T.as_tensor_variable(p)
-            _check_probability(p, "choice")
+            p = given = T.as_tensor_variable(p)
             if p.ndim != 1:
-                raise ShapeError(f"choice: p must be a vector, got {describe(p)}")
+                raise ShapeError(f"choice: p must be a vector, got {describe(p)} at {user_line()}")
+            p = one_per_element(p, k, distribution(p, "choice", "p"))
         if replace:
             u = self.gen("uniform", size, "float64")
             idx = _inverse_cdf(u, p) if p is not None else _scaled_index(u, k)
         else:
             count = int(np.prod([int(d) for d in size])) if all(isinstance(d, (int, np.integer)) for d in size) else None
             if count is None:
-                raise ShapeError("choice without replacement needs a constant size")
-            keys = self.gen("uniform", (k,), "float64")
+                raise ShapeError(f"choice without replacement needs a constant size, got {size} at {user_line()}")
             if p is not None:   # Efraimidis-Spirakis: the largest p / -log(u) are a weighted sample
-                keys = T.cast(p, "float64") / T.log(keys)    # so the smallest of these (p = 0: last)
-            idx = T.reshape(_order(keys)[:count], size) if size else _order(keys)[0]
+                keys = T.cast(p, "float64") / T.log(self.gen("uniform", (k,), "float64"))
+                order = nonzero_enough(given, count, _order(keys))   # so the smallest of these (p = 0: last)
+            else:               # the first elements of a random permutation
+                order = self.gen("permutation", (k,), "int64")
+            order = enough(order, count, k, "choice (replace=False)", f"size {tuple(size)}", "elements in a")
+            if isinstance(k, Variable):   # k known when the function runs: keep count entries
+                # whatever k is (the check above refuses k < count before anything reads them)
+                taken = order[T.maximum(T.minimum(T.arange(count), k - 1), 0)]
+            else:
+                taken = order[:count]
+            idx = T.reshape(taken, size) if size else taken[0]
         idx = T.cast(idx, "int64")
         return idx.astype(dtype) if values is None else values[idx]
 
@@ -202,17 +218,19 @@ class RandomStreams:
         """A random permutation of range(n) (one per element of ``size``)."""
         from .tensor import basic as T
         size = tuple(_size(size, ndim, []))
-        keys = self.gen("uniform", size + (n,), "float64")
-        return T.cast(_order(keys), dtype)
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, Variable)) or (
+                isinstance(n, (int, np.integer)) and n < 0):
+            raise GraphError(f"permutation: n must be a non-negative integer, got {n!r} at {user_line()}")
+        return T.cast(self.gen("permutation", size + (n,), "int64"), dtype)
 
     def multinomial(self, size=(), n=1, pvals=(0.5, 0.5), ndim=None, dtype="int64") -> Variable:
         """Counts per category of ``n`` draws with probabilities ``pvals`` (its last axis):
         shape ``size + (k,)``, or ``pvals.shape`` when ``size`` is None (MRG's rows)."""
         from .tensor import basic as T
         pvals = T.as_tensor_variable(pvals)
-        _check_probability(pvals, "multinomial")
         if pvals.ndim == 0:
-            raise ShapeError(f"multinomial: pvals needs a category axis, got {describe(pvals)}")
+            raise ShapeError(f"multinomial: pvals needs a category axis, got {describe(pvals)} at {user_line()}")
+        pvals = distribution(pvals, "multinomial", "pvals")
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise GraphError(f"multinomial: n must be a positive integer, got {n!r}")
         batch = tuple(pvals.shape[i] for i in range(pvals.ndim - 1)) if size is None else tuple(_size(size, ndim, []))
@@ -259,14 +277,17 @@ class MRG_RandomStreams(RandomStreams):
         if p is None:
             raise GraphError("MRG_RandomStreams.choice needs p, a matrix of probabilities per row")
         p = T.as_tensor_variable(p)
-        _check_probability(p, "choice")
         if p.ndim != 2 or replace:
             raise GraphError(f"MRG_RandomStreams.choice draws without replacement from the rows of a "
                              f"matrix p, got {describe(p)} with replace={replace}")
         if not isinstance(size, (int, np.integer)) or size < 1:
-            raise GraphError(f"MRG_RandomStreams.choice: size must be a positive int, got {size!r}")
+            raise GraphError(f"MRG_RandomStreams.choice: size must be a positive int, got {size!r} at {user_line()}")
+        p = distribution(p, "MRG_RandomStreams.choice", "p")
         keys = T.cast(p, "float64") / T.log(self.gen("uniform", (p.shape[0], p.shape[1]), "float64"))
-        return T.cast(_order(keys)[:, :int(size)], dtype)
+        k = p.type.shape[1] if p.type.shape[1] is not None else p.shape[1]
+        order = enough(_order(keys), int(size), k, "MRG_RandomStreams.choice", f"size={size}",
+                        "categories (columns of p)")
+        return T.cast(order[:, :int(size)], dtype)
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -317,12 +338,6 @@ def _float_dtype(dtype, *params: Variable) -> str:
 
 def _is_value(v: Variable, x: float) -> bool:
     return v.is_constant and v.data.ndim == 0 and float(v.data) == x
-
-
-def _check_probability(p: Variable, where: str) -> None:
-    if p.is_constant and p.data.size and (np.any(p.data < 0) or np.any(p.data > 1) or np.any(np.isnan(p.data))):
-        raise GraphError(f"{where}: probabilities must lie in [0, 1], got {describe(p)} with values in "
-                         f"[{np.nanmin(p.data)}, {np.nanmax(p.data)}]")
 
 
 def _scaled_index(u: Variable, k) -> Variable:

@@ -147,7 +147,7 @@ def inplace_updates(groups: Sequence[Group], lays: dict, leaves: Sequence[Variab
 
 def _may_report(g: Group) -> bool:
     """Can this group's kernels report bad input in the status word (an index out of range)?"""
-    return g.family in ("gather", "scatter", "scan") or (
+    return g.family in ("gather", "scatter", "scan", "check") or (
         g.main is not None and isinstance(g.main.op, (CrossentropySoftmaxInt, CrossentropySoftmaxIntGrad)))
 
 

@@ -12,13 +12,15 @@ A ``SparseVariable`` is not a graph node: it holds ordinary leaf Variables for t
 value (``compiler.ops.sparse.CSR_FIELDS``: the CSR arrays and the CSR of the transpose), and
 the sparse ops take those as inputs. ``theta.function`` lists a sparse input as its leaves
 (``expand_inputs``) and, at call time, turns the scipy.sparse value passed for it into those
-arrays (``bind_args``) on the host: canonical CSR (sorted indices, duplicates summed), int32
+arrays (``bind_args``) on the host: the matrix's own entries in its own order (unsorted column
+indices and duplicates are kept: a product sums them, and a gradient with respect to
+``S.data`` lines up with the caller's ``.data``), checked to be a well-formed CSR, int32
 indices, and the transpose by one stable sort of the column indices, O(nnz log nnz), so the
 kernels of S^T . G need no atomics and the results are deterministic.
 
 The structured gradient with respect to the stored values is ``theta.grad(cost, S.data)``
-(one entry per stored value, zeros included); with respect to the dense operand it is the
-usual ``theta.grad(cost, W)``.
+(one entry per stored value of ``value.tocsr()``, in its order, zeros and duplicates
+included); with respect to the dense operand it is the usual ``theta.grad(cost, W)``.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DTypeError, InputError, ShapeError, describe
+from .errors import DTypeError, IndexingError, InputError, ShapeError, describe
 from .graph import Variable, user_line
 from .ops.sparse import CSR_FIELDS, CsrMM
 from .types import TensorType, check_dtype, is_float
@@ -49,6 +51,10 @@ class SparseVariable:
     """
 
     op = None   # a leaf, for ``describe`` and friends
+    theta_sparse_matrix = True   # T.mul(c, S) scales it; as_tensor_variable(S) says what to use instead
+    __array_ufunc__ = None   # NumPy defers to the operators below (np.float64(2) * S)
+    #: the matrix this one scales (``S * 2``), None for an input made by csr_matrix
+    base: "SparseVariable | None" = None
 
     def __init__(self, name: str | None, dtype: str) -> None:
         self.name = name
@@ -75,6 +81,83 @@ class SparseVariable:
 
     def __repr__(self) -> str:
         return self.name or f"<csr {self.dtype}>"
+
+    # -- operators: scaling the stored values, as Theano's sparse matrices do (S * 2, S / n,
+    # -S); everything else is a typed error that names what to use instead
+    def scaled(self, factor) -> "SparseVariable":
+        """The matrix with every stored value multiplied by the scalar ``factor`` (same pattern)."""
+        from .tensor.basic import as_tensor_variable
+        if isinstance(factor, SparseVariable) or (not isinstance(factor, Variable) and np.ndim(factor) != 0) \
+                or (isinstance(factor, Variable) and factor.ndim != 0):
+            shown = describe(factor) if isinstance(factor, Variable) else \
+                f"{type(factor).__name__} of shape {np.shape(factor)}"
+            raise DTypeError(f"{self._what()} * {shown}: a sparse matrix can only be multiplied by a scalar "
+                             "(its stored values are scaled); for the matrix product use "
+                             f"theta.sparse.structured_dot(S, D) (at {user_line()})")
+        factor = as_tensor_variable(factor)
+        if not (is_float(factor.dtype) or factor.dtype.startswith(("int", "uint"))):
+            raise DTypeError(f"{self._what()} * {describe(factor)}: the factor must be a number")
+        out = object.__new__(SparseVariable)
+        out.__dict__.update(self.__dict__)
+        out.data = self.data * factor
+        out.type = TensorType(out.data.dtype, (None, None))
+        out.base = self.base or self
+        return out
+
+    def __mul__(self, other) -> "SparseVariable":
+        return self.scaled(other)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other) -> "SparseVariable":
+        if isinstance(other, SparseVariable):
+            self._unsupported("/")
+        if isinstance(other, Variable):
+            return self.scaled(1.0 / other)
+        return self.scaled(1.0 / float(other) if np.ndim(other) == 0 else other)
+
+    def __neg__(self) -> "SparseVariable":
+        return self.scaled(-1)
+
+    def _what(self) -> str:
+        from .ops.sparse import describe_sparse
+        return describe_sparse(self.leaves[1:], self.dtype)
+
+    def not_a_tensor(self):
+        """Raised where a dense tensor was needed (``c + S``, ``D @ S``, ``T.exp(S)``)."""
+        self._unsupported("used as a dense tensor")
+
+    def _unsupported(self, op: str, *_):
+        raise DTypeError(f"{self._what()} {op} ...: theta's sparse matrices support S * scalar, S / scalar and "
+                         "-S (scaling the stored values) and the products theta.sparse.structured_dot(S, D) "
+                         "(= theta.sparse.dot); for anything else compute a dense result with structured_dot "
+                         f"(at {user_line()})")
+
+    def __add__(self, other):
+        self._unsupported("+")
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        self._unsupported("-")
+
+    __rsub__ = __sub__
+
+    def __matmul__(self, other):
+        self._unsupported("@")
+
+    __rmatmul__ = __matmul__
+
+    def __rtruediv__(self, other):
+        self._unsupported("/ (a number divided by a sparse matrix)")
+
+    def __pow__(self, other):
+        self._unsupported("**")
+
+    def __floordiv__(self, other):
+        self._unsupported("//")
+
+    __rfloordiv__ = __rpow__ = __mod__ = __rmod__ = __floordiv__
 
 
 def csr_matrix(name: str | None = None, dtype: str = "float64") -> SparseVariable:
@@ -155,6 +238,9 @@ def expand_inputs(inputs: Sequence) -> tuple[list, list | None]:
         return list(inputs), None
     flat, layout = [], []
     for i in inputs:
+        if isinstance(i, SparseVariable) and i.base is not None:
+            raise InputError(f"{i._what()} scaled (S * c) is an expression, not an input: pass the sparse "
+                             "matrix made by theta.sparse.csr_matrix and scale it inside the function")
         if isinstance(i, SparseVariable):
             flat.extend(i.leaves)
             layout.append(i)
@@ -191,6 +277,35 @@ def bind_args(layout: list, args: Sequence, kwargs: dict, what: str,
                                 allow_downcast)
             kwargs.update({leaf.name: a for leaf, a in zip(var.leaves, arrays)})
     return flat, kwargs
+
+
+def _checked_structure(csr: Any, m: int, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """indptr and indices (int32) of ``csr``, refused unless they describe an m x k CSR matrix:
+    indptr of m + 1 non-decreasing offsets from 0 to at most the stored entries, column indices
+    in [0, k) (scipy accepts 1-based or negative ones, and a decreasing indptr)."""
+    indptr = np.asarray(csr.indptr).ravel()
+    if len(indptr) != m + 1:
+        raise ShapeError(f"{where}: a malformed CSR matrix of shape {(m, k)}: indptr has {len(indptr)} "
+                         f"entries, not m + 1 = {m + 1}")
+    steps = np.diff(indptr)
+    if indptr[0] != 0 or (steps < 0).any():
+        at = int(np.argmax(steps < 0)) if (steps < 0).any() else 0
+        raise ShapeError(f"{where}: a malformed CSR matrix: indptr must start at 0 and never decrease, "
+                         f"got indptr[0] = {indptr[0]}" + (f", indptr[{at}] = {indptr[at]} > indptr[{at + 1}] = "
+                                                           f"{indptr[at + 1]}" if (steps < 0).any() else ""))
+    nnz = int(indptr[-1])
+    stored = min(len(np.asarray(csr.indices).ravel()), len(np.asarray(csr.data).ravel()))
+    if nnz > stored:
+        raise ShapeError(f"{where}: a malformed CSR matrix: indptr ends at {nnz} but only {stored} "
+                         "values and column indices are stored")
+    indices = np.asarray(csr.indices).ravel()[:nnz]
+    bad = (indices < 0) | (indices >= k)
+    if bad.any():
+        at = int(np.argmax(bad))
+        raise IndexingError(f"{where}: a malformed CSR matrix of shape {(m, k)}: column indices must lie in "
+                            f"[0, {k}) (0-based), got indices[{at}] = {indices[at]} (range "
+                            f"[{indices.min()}, {indices.max()}])")
+    return indptr.astype(np.int32), indices.astype(np.int32)
 
 
 def csr_arrays(value: Any, var: SparseVariable, where: str, allow_downcast: bool = False) -> list[np.ndarray]:
@@ -231,13 +346,10 @@ def csr_arrays(value: Any, var: SparseVariable, where: str, allow_downcast: bool
     m, k = (int(d) for d in csr.shape)
     if max(m, k, csr.nnz) >= 2 ** 31 - 1:
         raise ShapeError(f"{where}: shape {csr.shape} with {csr.nnz} stored values does not fit int32 indices")
-    if not getattr(csr, "has_canonical_format", False):
-        # sorted column indices and no duplicates (summed), on a copy: the caller's matrix stays as is
-        csr = csr.copy()
-        csr.sum_duplicates()
-    indptr = np.asarray(csr.indptr, dtype=np.int32)
-    indices = np.asarray(csr.indices[:csr.nnz], dtype=np.int32)
-    data = np.array(csr.data[:csr.nnz], dtype=var.dtype)   # a copy: never the caller's buffer
+    # the entries as given (not sorted, duplicates not summed), so that S.data's gradient is in
+    # the order of the caller's .data; checked first: a malformed CSR must not reach the kernels
+    indptr, indices = _checked_structure(csr, m, k, where)
+    data = np.array(csr.data[:len(indices)], dtype=var.dtype)   # a copy: never the caller's buffer
     # the transpose's CSR: entries ordered by column, then (stable sort) by row
     perm = np.argsort(indices, kind="stable").astype(np.int32)
     t_indptr = np.zeros(k + 1, dtype=np.int32)

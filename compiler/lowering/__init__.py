@@ -3,14 +3,14 @@
     elemwise -> elemwise.cu.j2        reduce  -> reduce.cu.j2       gemm -> gemm.cu.j2
     softmax  -> softmax.cu.j2         gather  -> gather.cu.j2       scatter -> copy + scatter.cu.j2
     concat   -> copy.cu.j2            conv    -> conv.cu.j2         pool -> pool.cu.j2
-    sparse   -> sparse.cu.j2
+    sparse   -> sparse.cu.j2           check   -> check.cu.j2 (run-time argument checks)
 """
 from __future__ import annotations
 
 from ..codegen import Kernel, KernelBuilder
 from ..fuse import Group
 from ..schedule import Plan
-from . import conv, elemwise, gemm, index, pool, reduce, softmax, sparse
+from . import check, conv, elemwise, gemm, index, pool, reduce, softmax, sparse
 
 LOWERERS = {
     "elemwise": elemwise.lower,
@@ -23,6 +23,7 @@ LOWERERS = {
     "pool": pool.lower,
     "conv": conv.lower,
     "sparse": sparse.lower,
+    "check": check.lower,
 }
 
 

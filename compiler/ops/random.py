@@ -23,6 +23,16 @@ Bits to numbers, exactly the same way in NumPy (below) and C (kernels/prelude.cu
   spelled as __dmul_rn & co. in C so that nvcc never contracts them into FMAs), so the
   normals are bit-identical across NumPy, g++ and the GPU, not just close.
 
+- permutation (int64): row ``r`` of a draw of shape (..., n) is a permutation of range(n) by a
+  swap-or-not shuffle (Hoang, Morris and Rogaway, CRYPTO 2012): element j starts at x = j and
+  each round t picks K_t in [0, n) (Philox at counter (0xFFFFFFFF, r, call), the draw's key
+  stepped by (t + 1) * ROUND_STEP) and replaces x by its partner K_t - x (mod n) when the
+  Philox bit of max(x, partner) (counter (max, r, call), same key) is set. Each round pairs
+  the elements, so the result is a permutation; SWAP_ROUNDS_PER_BIT * ceil(log2 n) +
+  SWAP_ROUNDS_EXTRA rounds make it indistinguishable from a uniform one. O(log n) work per
+  element and no sort, so it fuses like the other draws and permutation(30000) costs 30000
+  elements, not an n x n comparison. n < 2**32 - 1.
+
 Everything else (low/high scaling, Bernoulli masks ``u < p``, categorical draws) is ordinary
 graph algebra on top, built by compiler/random.py.
 """
@@ -42,7 +52,10 @@ GOLDEN = 0x9E3779B97F4A7C15     # the key step between streams (2**64 / golden r
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
 _MASK32 = np.uint64(0xFFFFFFFF)
-DISTS = ("uniform", "normal")
+DISTS = ("uniform", "normal", "permutation")
+ROUND_STEP = 0xD1B54A32D192ED03   # key step between swap-or-not rounds (odd, unrelated to GOLDEN)
+SWAP_ROUNDS_PER_BIT, SWAP_ROUNDS_EXTRA = 6, 6
+MAX_PERMUTATION = 2 ** 32 - 2    # the largest n: 0xFFFFFFFF is the counter of the round keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +72,13 @@ class RandomDraw(Op):
     def make_type(self, state: Variable, *sizes: Variable) -> TensorType:
         if state.dtype != "int64" or state.ndim != 1 or state.type.shape[0] not in (None, 2):
             raise DTypeError(f"a random draw needs an int64 state [key, counter] of shape (2,), got {describe(state)}")
-        if self.dist not in DISTS or self.dtype not in ("float32", "float64"):
+        allowed = ("int64",) if self.dist == "permutation" else ("float32", "float64")
+        if self.dist not in DISTS or self.dtype not in allowed:
             raise DTypeError(f"random draw: no {self.dist} numbers of dtype {self.dtype}")
+        if self.dist == "permutation" and not self.shape:
+            raise ShapeError("random draw: a permutation needs an axis to permute")
+        if self.dist == "permutation" and isinstance(self.shape[-1], int) and self.shape[-1] > MAX_PERMUTATION:
+            raise ShapeError(f"random permutation: n = {self.shape[-1]} is more than the {MAX_PERMUTATION} supported")
         for d in self.shape:
             if isinstance(d, int) and d < 0:
                 raise ShapeError(f"random draw: a negative size {self.shape}")
@@ -165,7 +183,42 @@ def normal64(w: list) -> np.ndarray:
     return np.sqrt(_log01(u1) * -2.0) * _cos2pi(u2)
 
 
+def swap_rounds(n: int) -> int:
+    """Rounds of the swap-or-not shuffle of range(n)."""
+    return 0 if n <= 1 else SWAP_ROUNDS_PER_BIT * (int(n) - 1).bit_length() + SWAP_ROUNDS_EXTRA
+
+
+def permutation(shape: tuple, state: np.ndarray, stream: int) -> np.ndarray:
+    """Rows of random permutations (see the module's docstring; kernels/prelude.cuh.j2's
+    theta_rand_permutation is the same computation, element by element)."""
+    total, n = math.prod(shape), shape[-1]
+    if n > MAX_PERMUTATION:
+        raise ShapeError(f"random permutation: n = {n} is more than the {MAX_PERMUTATION} supported")
+    if total == 0:
+        return np.zeros(shape, dtype=np.int64)
+    rows = total // n
+    x = np.tile(np.arange(n, dtype=np.uint64), rows)
+    row_of = np.repeat(np.arange(rows, dtype=np.uint64) & _MASK32, n)
+    call = int(state[1]) % 2 ** 64
+    lo, hi = np.uint64(call & 0xFFFFFFFF), np.uint64(call >> 32)
+    base = (int(state[0]) + stream * GOLDEN) % 2 ** 64
+    un = np.uint64(n)
+    for t in range(swap_rounds(n)):
+        k = (base + (t + 1) * ROUND_STEP) % 2 ** 64
+        key = (k & 0xFFFFFFFF, k >> 32)
+        r = np.arange(rows, dtype=np.uint64) & _MASK32
+        w = philox4x32([np.full(rows, 0xFFFFFFFF, dtype=np.uint64), r, np.full(rows, lo), np.full(rows, hi)], key)
+        pick = (((w[0] << np.uint64(32)) | w[1]) % un)[np.repeat(np.arange(rows), n)]
+        partner = (pick + un - x) % un
+        top = np.maximum(x, partner)
+        bit = philox4x32([top, row_of, np.full(total, lo), np.full(total, hi)], key)[0] & np.uint64(1)
+        x = np.where(bit == np.uint64(1), partner, x)
+    return x.astype(np.int64).reshape(shape)
+
+
 def draw(dist: str, dtype: str, shape: tuple, state: np.ndarray, stream: int) -> np.ndarray:
+    if dist == "permutation":
+        return permutation(shape, state, stream)
     n = math.prod(shape)
     w = words(state, stream, n)
     if dist == "uniform":
@@ -178,4 +231,6 @@ def draw(dist: str, dtype: str, shape: tuple, state: np.ndarray, stream: int) ->
 def c_constants() -> dict:
     """The series and constants for kernels/prelude.cuh.j2, printed exactly (repr round-trips)."""
     return {"log_terms": [repr(c) for c in LOG_TERMS], "cos_terms": [repr(c) for c in COS_TERMS],
-            "ln2": repr(LN2), "two_pi": repr(TWO_PI), "sqrt_half": repr(SQRT_HALF)}
+            "ln2": repr(LN2), "two_pi": repr(TWO_PI), "sqrt_half": repr(SQRT_HALF),
+            "round_step": f"{ROUND_STEP:#x}ULL", "swap_per_bit": SWAP_ROUNDS_PER_BIT,
+            "swap_extra": SWAP_ROUNDS_EXTRA}

@@ -4,7 +4,7 @@ A symbolic sparse matrix is not a graph node: it is its arrays (compiler/sparse.
 ops take them as ordinary inputs, always in the order of ``CSR_FIELDS``:
 
     data       (nnz,)  the stored values (float)
-    indices    (nnz,)  int32, the column of each stored value (rows in order, sorted columns)
+    indices    (nnz,)  int32, the column of each stored value (rows in order; a row's as given)
     indptr     (m+1,)  int32, row i's values are data[indptr[i]:indptr[i+1]]
     t_indptr   (k+1,)  int32  \\  the CSR of S^T, computed on the host when a value is bound:
     t_indices  (nnz,)  int32   > column c's entries are q in t_indptr[c]:t_indptr[c+1], at row

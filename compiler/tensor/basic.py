@@ -215,6 +215,8 @@ def as_tensor_variable(x, name: str | None = None, ndim: int | None = None) -> V
     """
     if isinstance(x, Variable):
         v = x
+    elif getattr(x, "theta_sparse_matrix", False):   # compiler/sparse.py: says what a sparse matrix supports
+        x.not_a_tensor()
     else:
         try:
             v = constant(x, name=name)
@@ -419,6 +421,9 @@ def mul(*xs):
     Variable
         The broadcast shape, the promoted dtype.
     """
+    sparse = [x for x in xs if getattr(x, "theta_sparse_matrix", False)]
+    if len(sparse) == 1 and len(xs) == 2:   # c * S: a sparse matrix with its stored values scaled
+        return sparse[0].scaled(next(x for x in xs if x is not sparse[0]))
     return elemwise(lambda *s: sp.Mul(*s), *xs, name="mul")
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..errors import ShapeError, describe
-from ..graph import Variable
+from ..errors import DTypeError, GraphError, OptionError, ShapeError, describe
+from ..graph import Variable, user_line
 from ..options import config
 from . import basic as T
 
@@ -52,7 +52,7 @@ def batch_normalization(inputs, gamma, beta, mean, std, mode: str = "low_mem") -
                           name="batch_normalization")
     if mode == "high_mem":
         return (inputs - mean) * (gamma / std) + beta
-    raise ValueError(f"batch_normalization: mode must be 'low_mem' or 'high_mem', got {mode!r}")
+    raise OptionError(f"batch_normalization: mode must be 'low_mem' or 'high_mem', got {mode!r}, at {user_line()}")
 
 
 def _prepare_axes(axes, ndim: int) -> tuple[tuple, tuple]:
@@ -61,27 +61,49 @@ def _prepare_axes(axes, ndim: int) -> tuple[tuple, tuple]:
         axes = (0,)
     elif isinstance(axes, str) and axes == "spatial":
         axes = (0,) + tuple(range(2, ndim))
-    elif isinstance(axes, (tuple, list, np.ndarray)):
+    elif isinstance(axes, (tuple, list, np.ndarray)) and all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_)) for a in axes):
         axes = tuple(int(a) for a in axes)
     else:
-        raise ValueError(f"batch normalization: invalid axes {axes!r} (use 'per-activation', 'spatial' or a tuple)")
+        raise OptionError(f"batch normalization: invalid axes {axes!r} (use 'per-activation', 'spatial' or a "
+                          f"tuple of ints), at {user_line()}")
     axes = tuple(sorted(axes))
     if not axes:
-        raise ValueError("batch normalization: there should be at least one normalization axis")
+        raise ShapeError(f"batch normalization: there should be at least one normalization axis, at {user_line()}")
     if min(axes) < 0 or max(axes) >= ndim:
-        raise ValueError(f"batch normalization: axes should be less than ndim (<{ndim}), but {axes} given")
+        raise ShapeError(f"batch normalization: axes should be less than ndim (<{ndim}), but {axes} given, "
+                         f"at {user_line()}")
     if len(set(axes)) != len(axes):
-        raise ValueError(f"batch normalization: repeated axes {axes}")
+        raise ShapeError(f"batch normalization: repeated axes {axes}, at {user_line()}")
     return axes, tuple(a for a in range(ndim) if a not in axes)
+
+
+def _number(value, name: str) -> float:
+    """A Python float from a number or a constant (a symbolic value is refused: it is folded
+    into the kernels' code, and Theano's checks need it when the graph is built)."""
+    if isinstance(value, Variable):
+        if not value.is_constant or np.asarray(value.data).size != 1:
+            raise DTypeError(f"batch normalization: {name} must be a number known when the graph is built "
+                             f"(a Python float), got the symbolic {describe(value)}, at {user_line()}")
+        value = np.asarray(value.data).reshape(())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating, np.ndarray)) \
+            or np.ndim(value) != 0 or not np.issubdtype(np.asarray(value).dtype, np.number):
+        raise DTypeError(f"batch normalization: {name} must be a number, got {value!r}, at {user_line()}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise GraphError(f"batch normalization: {name} must be finite, got {value}, at {user_line()}")
+    return value
 
 
 def _check_epsilon(epsilon) -> float:
     # Theano casts epsilon to floatX before comparing with cuDNN's minimum (so 1e-5 fails
     # in float32, where it rounds below 1e-5): the same rule keeps ported code equivalent.
+    epsilon = _number(epsilon, "epsilon")
     eps = np.asarray(epsilon, dtype=config.floatX)
     if eps < 1e-5:
-        raise ValueError(f"batch normalization: epsilon must be at least 1e-5, got {eps} (in floatX)")
-    return float(epsilon)
+        raise GraphError(f"batch normalization: epsilon must be at least 1e-5, got {eps} (in floatX), "
+                         f"at {user_line()}")
+    return epsilon
 
 
 def _params(what: dict, ndim: int, axes: tuple, non_bc_axes: tuple, x: Variable) -> tuple:
@@ -95,7 +117,7 @@ def _params(what: dict, ndim: int, axes: tuple, non_bc_axes: tuple, x: Variable)
         if v.ndim != want:
             raise ShapeError(f"batch normalization: {k} {describe(v)} should have rank {want} (the number "
                              f"of non-normalized axes {non_bc_axes} of {describe(x)}, or the inputs' rank, "
-                             f"with gamma and beta alike)")
+                             f"with gamma and beta alike), at {user_line()}")
     if reduced:
         pattern = ["x"] * ndim
         for i, a in enumerate(non_bc_axes):
@@ -133,9 +155,10 @@ def batch_normalization_train(inputs, gamma, beta, axes="per-activation", epsilo
     x = T.as_tensor_variable(inputs)
     axes, non_bc_axes = _prepare_axes(axes, x.ndim)
     if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_normalization_train: running_mean and running_var must either both be "
-                         "given or both be None")
+        raise GraphError("batch_normalization_train: running_mean and running_var must either both be "
+                         f"given or both be None, at {user_line()}")
     eps = _check_epsilon(epsilon)
+    factor = _number(running_average_factor, "running_average_factor")
     p, reduced = _params({"gamma": gamma, "beta": beta}, x.ndim, axes, non_bc_axes, x)
     if running_mean is not None:
         running = [_reduced_layout(v, k, x, axes, non_bc_axes, reduced)
@@ -151,7 +174,7 @@ def batch_normalization_train(inputs, gamma, beta, axes="per-activation", epsilo
                      _expand(invstd, axes, x.ndim), p["gamma"], p["beta"], name="batch_normalization")
     stats = [mean, invstd]
     if running_mean is not None:
-        f = running_average_factor
+        f = factor
         m = T.cast(_count(x, axes), var.dtype)
         stats.append(T.elemwise(lambda r, v: r * (1 - f) + v * f, running[0], mean, name="running_mean"))
         stats.append(T.elemwise(lambda r, v, n: r * (1 - f) + (n / (n - 1)) * v * f, running[1], var, m,
@@ -172,7 +195,7 @@ def _reduced_layout(v, what: str, x: Variable, axes: tuple, non_bc_axes: tuple, 
     want = len(non_bc_axes) if reduced else x.ndim
     if v.ndim != want:
         raise ShapeError(f"batch_normalization_train: {what} {describe(v)} should have rank {want}, "
-                         f"laid out like gamma")
+                         f"laid out like gamma, at {user_line()}")
     if reduced:
         return v
     return T.reshape(v, [v.type.shape[a] if v.type.shape[a] is not None else v.shape[a] for a in non_bc_axes])
