@@ -212,3 +212,98 @@ def static_grad(rng):
                                        err_msg=f"gradient of input {i}")
         return grads
     return static_grad_
+
+
+# The pycuda stand-in (tests/standin: a strict fake of pycuda's driver whose kernels run through
+# emu) is part of the tests, so the cuda device's code runs on every machine and every checkout.
+STANDIN = __import__("pathlib").Path(__file__).resolve().with_name("standin")
+
+
+@pytest.fixture
+def standin_env():
+    """The environment of a subprocess that imports tests/standin's pycuda instead of the real
+    one (its sitecustomize routes theta's cubins to the fake driver). The fake loads the cubins
+    nvcc builds, so it needs nvcc (not a GPU)."""
+    import os
+    from theta.runtime.nvcc import find_nvcc
+    if find_nvcc() is None:
+        pytest.skip("the pycuda stand-in loads the cubins nvcc builds: nvcc not found")
+    assert (STANDIN / "pycuda" / "driver.py").is_file() and (STANDIN / "sitecustomize.py").is_file()
+    path = os.pathsep.join(filter(None, [str(STANDIN), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, THETA_FAKE_CUDA="1", PYTHONPATH=path)
+
+
+@pytest.fixture
+def gpu_tests_on_standin(standin_env):
+    """``run(*targets)``: runs the ``gpu``-marked tests ``targets`` (pytest node ids or files) in a
+    subprocess over the pycuda stand-in and checks that every one ran and passed (none skipped,
+    none deselected): a gpu test that skips there tests nothing."""
+    import re
+    import subprocess
+    import sys
+
+    def run(*targets: str, timeout: int = 1200) -> str:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-rs",
+                               *targets], cwd=STANDIN.parents[1], env=standin_env, capture_output=True, text=True,
+                              timeout=timeout)
+        tail = proc.stdout[-6000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, tail
+        summary = proc.stdout.strip().splitlines()[-1]
+        assert re.search(r"\b\d+ passed\b", summary), tail
+        assert not re.search(r"skipped|deselected|xfail|xpass|error", summary), tail
+        return proc.stdout
+    return run
+
+
+# A `theta` command line whose second checkpoint write never happens: the process SIGKILLs itself
+# at that point, so a run killed "after its first checkpoint" can never finish before the kill.
+_DIE_AT_SECOND_CHECKPOINT = r"""
+import os, runpy, signal, sys
+from theta.models import checkpoint
+real, saved = checkpoint.save, []
+def save(*args, **kwargs):
+    if saved:
+        os.kill(os.getpid(), signal.SIGKILL)
+    saved.append(real(*args, **kwargs))
+    return saved[-1]
+checkpoint.save = save
+sys.argv[0] = "theta"
+runpy.run_module("theta", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture
+def killed_after_first_checkpoint():
+    """``kill(args, directory) -> trainer``: runs ``theta *args`` (which writes a checkpoint into
+    ``directory`` after every epoch), SIGKILLs it at a random moment after its first checkpoint
+    and before its second (the child kills itself at the second write if the random moment has
+    not come yet: deterministic, whatever the machine's speed), checks that it died of SIGKILL,
+    and returns the checkpoint's trainer state (its ``epoch`` is 1)."""
+    import json
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    def kill(args: list, directory) -> dict:
+        log = tempfile.TemporaryFile()     # (not a pipe, which nobody reads while it runs)
+        proc = subprocess.Popen([sys.executable, "-c", _DIE_AT_SECOND_CHECKPOINT, *args],
+                                stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 300
+        while not (directory / "checkpoint.npz").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(random.uniform(0, 0.5))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        log.seek(0)
+        err = log.read().decode(errors="replace")
+        assert proc.returncode == -signal.SIGKILL, f"not killed (rc {proc.returncode}): {err[-3000:]}"
+        with np.load(directory / "checkpoint.npz") as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+        assert meta["trainer"]["epoch"] == 1, meta["trainer"]
+        return meta["trainer"]
+    return kill

@@ -89,11 +89,44 @@ def test_unshuffled_resident_batches_compile_once_per_batch_length(backend):
     assert len(spec._variants) == 2   # full batches share one program; the partial one has its own
 
 
+class _FailsAfter:
+    """An array whose rows can be taken ``ok`` times, then the read fails (a disk gone, say)."""
+
+    def __init__(self, array: np.ndarray, ok: int) -> None:
+        self.array, self.ok, self.shape, self.dtype = array, ok, array.shape, array.dtype
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def take(self, rows, axis=0, **kw):
+        self.ok -= 1
+        if self.ok < 0:
+            raise OSError("the dataset's file went away")
+        return self.array.take(rows, axis=axis)
+
+
 def test_streamed_errors_reach_the_consumer_and_early_exit_is_clean():
+    # an error in the producer thread is raised in the consumer, after the batches before it
+    mb = Minibatches(data(), 4, resident=False, shuffle=False)
+    before = set(threading.enumerate())
+    mb.arrays["x"] = _FailsAfter(mb.arrays["x"], ok=2)
+    it = mb.epoch()
+    np.testing.assert_array_equal(next(it)["x"], data()["x"][:4])
+    np.testing.assert_array_equal(next(it)["x"], data()["x"][4:8])
+    with pytest.raises(OSError, match="went away"):
+        next(it)
+    for worker in _new_prefetch_threads(before):
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+    # closing an epoch after its first batch stops the prefetch thread without hanging
     mb = Minibatches(data(), 4, resident=False)
     it = mb.epoch()
-    next(it)
-    it.close()  # stops the prefetch thread without hanging
+    first = next(it)
+    assert first["x"].shape == (4, 3) and first["y"].shape == (4,)
+    (worker,) = _new_prefetch_threads(before)
+    it.close()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
 
 
 def _new_prefetch_threads(before: set) -> list:
@@ -120,14 +153,15 @@ def test_closing_a_streamed_epoch_early_ends_its_producer_thread():
 def test_breaking_out_of_a_streamed_epoch_ends_its_producer_thread():
     mb = Minibatches(data(), 4, resident=False, prefetch=1)
     before = set(threading.enumerate())
-    seen = 0
+    seen, workers = 0, []
     for batch in mb.epoch():     # the generator is dropped (and so closed) at the break
+        workers += _new_prefetch_threads(before) if not seen else []
         seen += 1
         if seen == 2:
             break
-    for worker in _new_prefetch_threads(before):
-        worker.join(timeout=30)
-        assert not worker.is_alive()
+    assert len(workers) == 1     # the producer was there while the loop ran
+    workers[0].join(timeout=30)
+    assert not workers[0].is_alive()
 
 
 def test_bad_input():

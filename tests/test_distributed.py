@@ -68,19 +68,14 @@ def test_theta_train_distributed_prints_one_summary():
     assert proc.stdout.count("logreg ") == 1 and "2 MPI ranks" in proc.stdout
 
 
-HARNESS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reviews", "cuda-harness", "fake-pycuda")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.isdir(HARNESS), reason="the review's pycuda stand-in is not beside the repository")
 @pytest.mark.parametrize("aware", ["1", "0"], ids=["device-buffers", "pinned-staging"])
-def test_cuda_gradients_reach_mpi_from_device_memory_or_through_pinned_staging(aware):
-    """Not a GPU test: the cuda backend's code under the pycuda stand-in (whose device pointers
-    are host memory, so MPI can read them either way). It checks the two transports' plumbing
-    and that each says which it uses; only a GPU and a CUDA-aware MPI show the real thing."""
-    env = dict(os.environ, THETA_FAKE_CUDA="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [os.path.abspath(HARNESS), os.environ.get("PYTHONPATH")])))
-    proc = _run(2, "cuda", batch=16, cuda_aware=aware, env=env, timeout=600)
+def test_cuda_gradients_reach_mpi_from_device_memory_or_through_pinned_staging(aware, standin_env):
+    """Not a GPU test: the cuda backend's code under the pycuda stand-in (tests/standin, whose
+    device pointers are host memory, so MPI can read them either way). It checks the two
+    transports' plumbing and that each says which it uses; only a GPU and a CUDA-aware MPI show
+    the real thing."""
+    proc = _run(2, "cuda", batch=16, cuda_aware=aware, env=standin_env, timeout=600)
     gpu = _result(proc)
     assert gpu["transport"] == ("device" if aware == "1" else "pinned")
     assert ("CUDA-aware: gradients go to the all-reduce from device memory" in proc.stderr) == (aware == "1")

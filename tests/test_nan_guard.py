@@ -170,8 +170,8 @@ def test_pickled_function_keeps_its_guard():
 
 @pytest.mark.gpu
 def test_the_cuda_backend_is_guarded_too():
-    """The executor's checks over the cuda device (run by pytest -m gpu, and in CI through the
-    pycuda stand-in: THETA_FAKE_CUDA=1 with ../shared/reviews/cuda-harness/fake-pycuda on the path)."""
+    """The executor's checks over the cuda device (run by pytest -m gpu on a GPU, and on every
+    machine through the pycuda stand-in by the test below)."""
     from theta.runtime.backends import cuda_available
     ok, why = cuda_available()
     if not ok:
@@ -186,3 +186,10 @@ def test_the_cuda_backend_is_guarded_too():
     step, data, _ = _sgd_step("cuda", np.inf, True)
     with pytest.raises(NanError, match="the constant inf"):
         step(*data)
+
+
+@pytest.mark.slow
+def test_the_cuda_backend_is_guarded_too_on_the_pycuda_standin(gpu_tests_on_standin):
+    """Not a GPU test: the test above in a subprocess over tests/standin's pycuda (kernels run by
+    emu), so the cuda device's status word and its NaN guard are checked on every machine."""
+    gpu_tests_on_standin(f"{__file__}::test_the_cuda_backend_is_guarded_too")

@@ -46,7 +46,9 @@ def test_logistic_function_and_multiple_outputs(theano):
     diff = a - b
     f = theano.function([a, b], [diff, abs(diff), diff ** 2])
     d, ad, d2 = f([[1, 1], [1, 1]], [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(d, [[1, 0], [-1, -2]])
     np.testing.assert_array_equal(ad, [[1, 0], [1, 2]])
+    np.testing.assert_array_equal(d2, [[1, 0], [1, 4]])
 
 
 def test_default_values_and_shared_accumulator(theano):
@@ -92,12 +94,24 @@ def test_random_streams_from_the_tutorial(theano):
     f = function([], rv_u)
     g = function([], rv_n, no_default_updates=True)
     nearly_zeros = function([], rv_u + rv_u - 2 * rv_u)
-    assert not np.array_equal(f(), f())
+    u1, u2 = f(), f()
+    assert u1.shape == (2, 2) and ((0 <= u1) & (u1 < 1)).all() and not np.array_equal(u1, u2)
     np.testing.assert_array_equal(g(), g())
     np.testing.assert_allclose(nearly_zeros(), np.zeros((2, 2)), atol=1e-6)
     from theano.sandbox.rng_mrg import MRG_RandomStreams
     mrg = MRG_RandomStreams(seed=1)
-    assert function([], mrg.binomial(size=(3, 4), p=0.5))().shape == (3, 4)
+    draw = function([], mrg.binomial(size=(200, 50), p=0.3))
+    a, b = draw(), draw()
+    assert a.shape == (200, 50) and a.dtype == np.int64                  # Theano's default dtype
+    assert set(np.unique(np.concatenate([a, b])).tolist()) == {0, 1}
+    # rates within 5 standard deviations (a false alarm about once in 3.5 million runs): the
+    # mean of 10,000 draws near p, and two successive calls (the stream advances) differing
+    # where independent draws do, in 2 p (1 - p) of the places
+    n, p = a.size, 0.3
+    for m in (a.mean(), b.mean()):
+        assert abs(m - p) < 5 * np.sqrt(p * (1 - p) / n), m
+    q = 2 * p * (1 - p)
+    assert abs((a != b).mean() - q) < 5 * np.sqrt(q * (1 - q) / n), (a != b).mean()
 
 
 def test_scan_power_and_polynomial(theano):

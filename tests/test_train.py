@@ -117,28 +117,29 @@ def _checkpoint_state(directory) -> dict:
         return {k: z[k] for k in z.files if k != "meta"}
 
 
-def test_a_run_killed_midway_and_resumed_ends_bitwise_equal(tmp_path):
-    """SIGKILL at a random point after the first checkpoint, then --resume: the parameters,
-    optimizer state, random-stream state and data order end as in the uninterrupted run."""
-    import os
-    import random
-    import signal
-    import time
+def _checkpoint_epoch(directory) -> int:
+    import json
+    import numpy as np
+    with np.load(directory / "checkpoint.npz") as z:
+        return json.loads(z["meta"].tobytes().decode())["trainer"]["epoch"]
+
+
+def test_a_run_killed_midway_and_resumed_ends_bitwise_equal(tmp_path, killed_after_first_checkpoint):
+    """SIGKILL at a random point after the first checkpoint (and before the second: see the
+    fixture), then --resume: the parameters, optimizer state, random-stream state and data order
+    end as in the uninterrupted run."""
     args = [sys.executable, "-m", "theta", "train", "relu-dropout", "--epochs", "6", "--optimizer", "adam",
             "--lr", "0.002", "--quiet"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert subprocess.run(args + ["--out", str(whole)], capture_output=True, timeout=300).returncode == 0
-    proc = subprocess.Popen(args + ["--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (cut / "checkpoint.npz").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(random.uniform(0, 0.5))
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    assert _checkpoint_epoch(whole) == 6
+    killed = killed_after_first_checkpoint(args[3:] + ["--out", str(cut)], cut)
+    assert killed["epoch"] == 1 and len(killed["history"]) == 1     # killed mid-run, 5 epochs before the end
     again = subprocess.run(args + ["--out", str(cut)], capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "--resume" in again.stderr          # never overwritten silently
     resumed = subprocess.run(args + ["--out", str(cut), "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
+    assert _checkpoint_epoch(cut) == 6
     a, b = _checkpoint_state(whole), _checkpoint_state(cut)
     assert a.keys() == b.keys()
     for k in a:
