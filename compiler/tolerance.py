@@ -40,6 +40,9 @@ ULPS_BASIC = 2.0
 #: ... and a libm function (exp, log, tanh, pow, erf...: CUDA's are within 1-4 ulps, NumPy's
 #: SIMD float32 ones within 1-4)
 ULPS_LIBM = 4.0
+#: relative error of a float literal of an expression: sympy keeps 15 significant digits, and
+#: the reference's printer (lambdify) writes them so, where the kernel's writes the binary value
+LITERAL = 5e-15
 
 
 def eps(dtype) -> float:
@@ -225,11 +228,13 @@ def expression_bound(expr, args: Sequence, bounds: Sequence, out_dtype: str, hea
     def walk(e):
         if e.is_Symbol:
             return leaves[e.name]
-        if not e.free_symbols:   # a literal (or an expression of literals): exact
+        if not e.free_symbols:   # a literal (or an expression of literals)
             value = complex(e) if not e.is_real else float(e)
-            return np.asarray(value), np.zeros(()), 0.0
+            return np.asarray(value), LITERAL * np.abs(np.asarray(value)) * (not e.is_Rational), 0.0
         kids = [walk(a) for a in e.args]
-        live = [k for k, a in enumerate(e.args) if a.free_symbols]
+        # operands that are values: the symbols' subexpressions, and float literals (the two
+        # sides may spell them differently); integers and rationals stay in the operation
+        live = [k for k, a in enumerate(e.args) if a.free_symbols or (a.is_number and not a.is_Rational)]
         ys = sp.symbols(f"y0:{len(live)}", real=True)
         head = e.func(*[ys[live.index(k)] if k in live else a for k, a in enumerate(e.args)], evaluate=False)
         fn = head_fn(head, len(live))

@@ -182,3 +182,21 @@ def test_zoo_models_train_under_debug_mode_without_alarm(name):
         cost = step(x[k * 64:(k + 1) * 64], y[k * 64:(k + 1) * 64])
         assert np.isfinite(cost)
     assert _executor(step).debug_checked > 0
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_recurrent_models_train_under_debug_mode_without_alarm(cell):
+    from theta.models import optim
+    from theta.models.recurrent import CELLS, adding_problem
+    rng = np.random.default_rng(0)
+    net = CELLS[cell](rng, 2, 16)
+    w_out, b_out = theta.shared(np.zeros(16, "float32"), name="out.w"), theta.shared(np.ones((), "float32"), name="out.b")
+    params = net.params + [w_out, b_out]
+    x, y = T.tensor3("x"), T.vector("y")
+    mse = T.mean((T.dot(net.last_state(x), w_out) + b_out - y) ** 2)
+    grads = optim.clip_norm(theta.grad(mse, params), 1.0)
+    step = theta.function([x, y], mse, updates=optim.adam(grads, params, learning_rate=0.01),
+                          backend="emu", mode="DebugMode")
+    for _ in range(3):
+        assert np.isfinite(step(*adding_problem(20, 10, rng, "float32")))
+    assert _executor(step).debug_checked > 0
