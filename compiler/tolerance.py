@@ -186,11 +186,13 @@ def node_bound(node, args: Sequence, bounds: Sequence, out: np.ndarray) -> np.nd
     """The error bound of ``node``'s value ``out``, computed by the reference from ``args``
     whose bounds are ``bounds``."""
     own = getattr(node.op, "error_bound", None)
-    if own is not None:
-        bound = own(args, bounds, out)
-    else:
-        rule = OP_RULES.get(type(node.op).__name__) or FAMILY_RULES.get(node.op.family, generic)
-        bound = rule(node.op, args, bounds, out)
+    rule = OP_RULES.get(type(node.op).__name__) or FAMILY_RULES.get(node.op.family, generic)
+    try:
+        bound = own(args, bounds, out) if own is not None else rule(node.op, args, bounds, out)
+    except (ValueError, IndexError, TypeError):
+        # an op's rule that does not foresee these operands (a broadcast, an odd layout) must
+        # not stop the user's program: the generic rule takes any operands perform takes
+        bound = generic(node.op, args, bounds, out)
     bound = np.asarray(bound, dtype=np.float64)
     return np.broadcast_to(bound, np.shape(out)) if bound.shape != np.shape(out) else bound
 

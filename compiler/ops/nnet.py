@@ -84,8 +84,8 @@ class SoftmaxGrad(Op):
     def error_bound(self, args, bounds, out) -> np.ndarray:
         """DebugMode's bound: dot = sum(gz sm) is as exact as sum(|gz sm|); (gz - dot) as
         |gz| + |dot|; the product moves with both factors."""
-        gz, sm = (np.asarray(a, dtype=np.float64) for a in args)
-        bg, bs = (np.broadcast_to(np.asarray(b, dtype=np.float64), gz.shape) for b in bounds)
+        shape = np.broadcast_shapes(np.shape(args[0]), np.shape(args[1]))   # gz may be a broadcast row
+        gz, sm, bg, bs = (np.broadcast_to(np.asarray(a, dtype=np.float64), shape) for a in list(args) + list(bounds))
         e, k = tolerance.eps(args[1].dtype), gz.shape[-1]
         dot = np.sum(gz * sm, axis=-1, keepdims=True)
         b_dot = (np.sum(np.abs(gz) * bs + bg * np.abs(sm), axis=-1, keepdims=True)

@@ -49,10 +49,14 @@ class Reduce(Op):
     def error_bound(self, args, bounds, out) -> np.ndarray:
         """DebugMode's bound (compiler/tolerance.py): a sum or mean is as exact as the sum of its
         |terms| in the accumulator's precision (float64 for floats), plus the rounding to the
-        output; max, min and prod move with their terms."""
+        output; max and min move with their terms, prod with its |factors|."""
+        (x,), (b,) = args, bounds
+        if self.kind == "prod":   # of |x|: perturbations of mixed-sign factors must not cancel
+            e = tolerance.eps(acc_dtype(x.dtype.name))
+            moved = tolerance.perturbed(self.perform, [np.abs(x)], tolerance.backward([np.abs(x)], [b], e, tolerance.ULPS_BASIC))
+            return moved + tolerance.ULPS_BASIC * tolerance.eps(self.dtype) * np.abs(np.asarray(out, dtype=moved.dtype))
         if self.kind not in ("sum", "mean"):
             return tolerance.generic(self, args, bounds, out)
-        (x,), (b,) = args, bounds
         n = int(np.prod([x.shape[a] for a in self.axes]))
         x_acc = np.abs(np.asarray(x, dtype=np.float64 if x.dtype.kind != "c" else np.complex128))
         spread = np.sum(np.broadcast_to(b, x.shape), axis=self.axes) \
