@@ -145,8 +145,11 @@ def bilinear(op, args: Sequence, bounds: Sequence, out: np.ndarray) -> np.ndarra
     """An op linear in each of its two float inputs a and b, summing products (dot, batched dot,
     convolutions and their gradients, sparse products): with f(|a|, |b|) the sum of the |terms|
     and f(1, 1) their number, B = f(|a|, Bb) + f(Ba, |b|) + growth(n) eps f(|a|, |b|) + eps |out|."""
+    # the two operands: the float inputs (a sparse product's others are index arrays), or
+    # the first two (a dot of integers by floats)
     pos = [k for k, a in enumerate(args) if np.asarray(a).dtype.kind in "fc"]
-    if len(pos) != 2:
+    pos = pos if len(pos) == 2 else [0, 1]
+    if len(args) < 2:
         return generic(op, args, bounds, out)
     i, j = pos
     f = op.perform
