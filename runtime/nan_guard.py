@@ -181,6 +181,8 @@ def guarded_order(executor, order: list) -> list:
 
 
 def _read(executor, spec: OutputSpec, base: list, scalars: list) -> np.ndarray:
+    if 0 in tuple(spec.shape):   # an empty value has no memory (its buffer is never allocated)
+        return np.empty(tuple(spec.shape), dtype=spec.dtype)
     return executor._strided(spec, executor.address(spec.ref, base, scalars))
 
 

@@ -200,3 +200,12 @@ def test_recurrent_models_train_under_debug_mode_without_alarm(cell):
     for _ in range(3):
         assert np.isfinite(step(*adding_problem(20, 10, rng, "float32")))
     assert _executor(step).debug_checked > 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(mode="DebugMode"), dict(nan_guard=True)])
+def test_an_empty_kernel_input_is_checked_not_crashed_on(kwargs):
+    # its buffer is never allocated: the guard's snapshot read it at address None
+    x, z = T.fmatrix("x"), T.fmatrix("z")
+    f = theta.function([x, z], T.concatenate([x, z, x * 2], axis=0), backend="emu", **kwargs)
+    out = f(np.ones((2, 3), "float32"), np.ones((0, 3), "float32"))
+    np.testing.assert_array_equal(out, np.array([[1] * 3] * 2 + [[2] * 3] * 2, "float32"))
