@@ -235,7 +235,8 @@ def expression_bound(expr, args: Sequence, bounds: Sequence, out_dtype: str, hea
             return leaves[e.name]
         if not e.free_symbols:   # a literal (or an expression of literals)
             value = complex(e) if not e.is_real else float(e)
-            return np.asarray(value), LITERAL * np.abs(np.asarray(value)) * (not e.is_Rational), 0.0
+            exact = e.is_Rational or not np.isfinite(value)   # an infinity is written exactly
+            return np.asarray(value), np.asarray(0.0 if exact else LITERAL * abs(value)), 0.0
         kids = [walk(a) for a in e.args]
         # operands that are values: the symbols' subexpressions, and float literals (the two
         # sides may spell them differently); integers and rationals stay in the operation

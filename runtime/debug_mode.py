@@ -7,10 +7,10 @@ first kernel (runtime/nan_guard.py, the same check items as the NaN guard) and, 
 ``check_kernel`` re-runs the group's nodes with NumPy on that snapshot (``nan_guard.rerun``) and
 compares every output the kernels wrote, each value to its own error bound (compiler/tolerance.py:
 from the dtype's precision and the error bound of each op that computed it). The first group
-that disagrees raises DebugModeError naming the kernel, the op whose value is wrong (the first group output, in execution order,
-that differs), the largest error, and the generated C line that computes that op where the
-kernel source has one. A group whose nodes NumPy cannot re-run on their own (a value not in
-memory) is counted in ``executor.debug_unchecked`` and not checked.
+that disagrees raises DebugModeError naming the kernel, the op whose value is wrong (the first
+group output, in execution order, that differs), the largest error, and the generated C line
+that computes that op where the kernel source has one. A group whose nodes NumPy cannot re-run
+on their own (a value not in memory) is counted in ``executor.debug_unchecked`` and not checked.
 
 On the reference backend DebugMode checks each op's result against its type instead
 (runtime/reference.py ``check_type``).

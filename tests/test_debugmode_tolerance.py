@@ -143,7 +143,7 @@ def _ops_table(x, y, m, labels):
         T.switch(x > y, x, y), T.maximum(x, 0) + T.minimum(y, 0), T.erf(x), T.log1p(T.abs_(x)), T.expm1(x),
         x.sum(), (x * y).sum(axis=1), x.mean(axis=0), x.max(axis=1), x.min(axis=0), x.prod(axis=1),
         T.argmax(x, axis=1), T.dot(x, m), T.dot(x.T, y), T.nnet.softmax(x), T.nnet.logsoftmax(x),
-        T.nnet.categorical_crossentropy(T.nnet.softmax(x), labels), T.cumsum(x, axis=1) if hasattr(T, "cumsum") else x,
+        T.nnet.categorical_crossentropy(T.nnet.softmax(x), labels),
         x[::2, 1:] * 3, T.concatenate([x, y], axis=1) - 1, T.set_subtensor(x[:, 0], y[:, 1]),
         T.inc_subtensor(x[labels], y) * 0.5,
     ]
@@ -190,7 +190,8 @@ def test_recurrent_models_train_under_debug_mode_without_alarm(cell):
     from theta.models.recurrent import CELLS, adding_problem
     rng = np.random.default_rng(0)
     net = CELLS[cell](rng, 2, 16)
-    w_out, b_out = theta.shared(np.zeros(16, "float32"), name="out.w"), theta.shared(np.ones((), "float32"), name="out.b")
+    w_out = theta.shared(np.zeros(16, "float32"), name="out.w")
+    b_out = theta.shared(np.ones((), "float32"), name="out.b")
     params = net.params + [w_out, b_out]
     x, y = T.tensor3("x"), T.vector("y")
     mse = T.mean((T.dot(net.last_state(x), w_out) + b_out - y) ** 2)

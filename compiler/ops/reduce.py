@@ -53,7 +53,9 @@ class Reduce(Op):
         (x,), (b,) = args, bounds
         if self.kind == "prod":   # of |x|: perturbations of mixed-sign factors must not cancel
             e = tolerance.eps(acc_dtype(x.dtype.name))
-            moved = tolerance.perturbed(self.perform, [np.abs(x)], tolerance.backward([np.abs(x)], [b], e, tolerance.ULPS_BASIC))
+            factors = [np.abs(x)]
+            shifts = tolerance.backward(factors, [b], e, tolerance.ULPS_BASIC)
+            moved = tolerance.perturbed(self.perform, factors, shifts)
             return moved + tolerance.ULPS_BASIC * tolerance.eps(self.dtype) * np.abs(np.asarray(out, dtype=moved.dtype))
         if self.kind not in ("sum", "mean"):
             return tolerance.generic(self, args, bounds, out)
