@@ -210,3 +210,17 @@ def test_an_empty_kernel_input_is_checked_not_crashed_on(kwargs):
     f = theta.function([x, z], T.concatenate([x, z, x * 2], axis=0), backend="emu", **kwargs)
     out = f(np.ones((2, 3), "float32"), np.ones((0, 3), "float32"))
     np.testing.assert_array_equal(out, np.array([[1] * 3] * 2 + [[2] * 3] * 2, "float32"))
+
+
+def test_a_tenth_of_a_percent_is_far_outside_the_float32_bounds_of_exp_and_softmax():
+    # the allowance (SAFETY x the bound) of float32 exp and softmax outputs, relative to the value
+    x = T.fmatrix("x")
+    rng = np.random.RandomState(7)
+    X = (rng.randn(16, 2000) * 4).astype("float32")
+    for y in (T.exp(x), T.nnet.softmax(x), T.exp(T.tanh(x) * 3 + x)):
+        nodes = [v for v in theta.compiler.graph.toposort([y]) if v.op is not None]
+        env = theta.runtime.nan_guard.rerun(nodes, {id(x): X})
+        bound = tolerance.kernel_bounds(nodes, env)[id(y)]
+        rel = tolerance.allowed(bound, "float32") / np.abs(env[id(y)].astype(np.float64))
+        assert rel.max() < 1e-3 and np.median(rel) < 1e-4, (y, rel.max())
+    assert tolerance.SAFETY < 100            # an error 100x the bound is always outside it

@@ -26,8 +26,9 @@ def _row_parts(x: np.ndarray, bx) -> tuple:
     """The pieces of the softmax family's error bounds (compiler/tolerance.py), in float64:
     the shifted row z = x - max, log(sum(exp(z))), the softmax, the perturbation of every value
     (its bound, plus the row's largest bound: the max and the sum move with every value) and the
-    relative error a correct kernel makes in exp(z - logs): a few ulps of each of z, logs and
-    sum(sm |z|) (exp's argument rounded, the sum's terms each so), and the sum's own rounding."""
+    relative error a correct kernel makes in exp(z - logs): a few ulps for exp itself, and the
+    rounding of its argument (z, logs) and of the sum's terms (sum(sm |z|)), each a few ulps of
+    those magnitudes; the sum itself is accumulated in float64 on both sides."""
     e = tolerance.eps(x.dtype)
     x64 = x.astype(np.float64)
     with np.errstate(all="ignore"):
@@ -39,8 +40,8 @@ def _row_parts(x: np.ndarray, bx) -> tuple:
         la = np.where(np.isfinite(logs), np.abs(logs), 0.0)
     b = np.broadcast_to(np.asarray(bx, dtype=np.float64), x.shape)
     moved = b + (np.max(b, axis=-1, keepdims=True) if b.size else 0.0)
-    rel = e * (tolerance.ULPS_LIBM * (1 + za + la + np.sum(sm * za, axis=-1, keepdims=True))
-               + tolerance.growth(x.shape[-1]))
+    rel = (e * (tolerance.ULPS_LIBM + tolerance.ULPS_BASIC * (za + la + np.sum(sm * za, axis=-1, keepdims=True)))
+           + tolerance.growth(x.shape[-1]) * tolerance.eps("float64"))    # the sum is accumulated in float64
     return z, logs, sm, moved, rel
 
 
