@@ -224,3 +224,15 @@ def test_a_tenth_of_a_percent_is_far_outside_the_float32_bounds_of_exp_and_softm
         rel = tolerance.allowed(bound, "float32") / np.abs(env[id(y)].astype(np.float64))
         assert rel.max() < 1e-3 and np.median(rel) < 1e-4, (y, rel.max())
     assert tolerance.SAFETY < 100            # an error 100x the bound is always outside it
+
+
+@pytest.mark.parametrize("kwargs", [dict(mode="DebugMode"), dict(nan_guard=True)])
+def test_a_kernel_input_without_memory_is_not_read(kwargs):
+    # an empty sparse matrix's index arrays have no buffer in the call: the guard's snapshot
+    # read them at address None (a raw TypeError); now that group is left unchecked
+    import scipy.sparse
+    from theta import sparse
+    S, D = sparse.csr_matrix("s", dtype="float32"), T.fmatrix("d")
+    f = theta.function([S, D], sparse.dot(S, D) + 1, backend="emu", **kwargs)
+    out = f(scipy.sparse.csr_matrix((4, 6), dtype="float32"), np.ones((6, 3), "float32"))
+    np.testing.assert_array_equal(out, np.ones((4, 3), "float32"))
