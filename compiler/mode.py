@@ -8,7 +8,8 @@ checks run with it. ``mode=`` takes a name or a Mode object:
                    folding, no merge pass
     DebugMode      checks as it runs. On the kernel backends (emu, cuda) every fused kernel's
                    outputs are compared with the reference (NumPy) evaluation of the same group
-                   of graph nodes on the same inputs; the first kernel that disagrees raises
+                   of graph nodes on the same inputs, each value to its own error bound
+                   (compiler/tolerance.py); the first kernel that disagrees raises
                    ``DebugModeError`` naming the kernel, the op, the largest error and the
                    generated C line that computes it. On the reference backend every op's
                    result is checked against the type its shape/dtype rule promised.

@@ -5,11 +5,12 @@ per-kernel records (compiler/guard.py: each kernel group's graph nodes and where
 outputs sit) with ``ProgramGuard.debug`` set. The executor snapshots a group's inputs before its
 first kernel (runtime/nan_guard.py, the same check items as the NaN guard) and, after its last,
 ``check_kernel`` re-runs the group's nodes with NumPy on that snapshot (``nan_guard.rerun``) and
-compares every output the kernels wrote. The first group that disagrees raises DebugModeError
-naming the kernel, the op whose value is wrong (the first group output, in execution order,
-that differs), the largest error, and the generated C line that computes that op where the
-kernel source has one. A group whose nodes NumPy cannot re-run on their own (a value not in
-memory) is counted in ``executor.debug_unchecked`` and not checked.
+compares every output the kernels wrote, each value to its own error bound (compiler/tolerance.py:
+from the dtype's precision and the error bound of each op that computed it). The first group
+that disagrees raises DebugModeError naming the kernel, the op whose value is wrong (the first
+group output, in execution order, that differs), the largest error, and the generated C line
+that computes that op where the kernel source has one. A group whose nodes NumPy cannot re-run
+on their own (a value not in memory) is counted in ``executor.debug_unchecked`` and not checked.
 
 On the reference backend DebugMode checks each op's result against its type instead
 (runtime/reference.py ``check_type``).
@@ -20,17 +21,15 @@ import re
 
 import numpy as np
 
+from ..compiler import tolerance
 from ..compiler.errors import DebugModeError, describe
 from . import nan_guard
-
-# tolerance relative to the reference value (and, as an absolute floor, to the largest value
-# of the output): float32 kernels use other summation orders and libm than NumPy
-RTOL = {"float16": 1e-2, "float32": 1e-3, "float64": 1e-9, "complex64": 1e-3, "complex128": 1e-9}
 
 
 def check_kernel(executor, guard, saved: dict, base: list, scalars: list) -> None:
     """Compare the outputs group ``guard`` (a compiler.guard.KernelGuard) wrote with the
-    reference evaluation of its nodes on ``saved`` (its inputs, read before its first kernel)."""
+    reference evaluation of its nodes on ``saved`` (its inputs, read before its first kernel),
+    each to its own error bound (compiler/tolerance.py)."""
     outputs = [v for v in guard.outputs if v.spec is not None]
     if not outputs:
         return
@@ -38,38 +37,32 @@ def check_kernel(executor, guard, saved: dict, base: list, scalars: list) -> Non
     if env is None:
         executor.__dict__.setdefault("debug_unchecked", []).append(guard.names)
         return
-    # an absolute floor for the tolerance: a sum that cancels is only as exact as its terms
-    floor = max([_scale(saved[id(v.var)]) for v in guard.inputs if id(v.var) in saved] + [0.0])
+    with np.errstate(all="ignore"):
+        bounds = tolerance.kernel_bounds(guard.nodes, env)
     for v in outputs:
         want = env.get(id(v.var))
         if want is None:
             continue
         got = nan_guard._read(executor, v.spec, base, scalars)
-        bad = compare(got, np.asarray(want), floor)
+        bound = bounds.get(id(v.var))
+        bad = compare(got, np.asarray(want), np.zeros(np.shape(want)) if bound is None else bound)
         if bad is not None:
             raise kernel_mismatch(executor, guard, v.var, got, np.asarray(want), bad, saved)
     executor.__dict__["debug_checked"] = executor.__dict__.get("debug_checked", 0) + 1
 
 
-def _scale(a) -> float:
-    """The largest finite magnitude of a float value (0 for anything else)."""
-    a = np.asarray(a)
-    if a.dtype.kind not in "fc" or a.size == 0:
-        return 0.0
-    finite = np.abs(a[np.isfinite(a)])
-    return float(finite.max()) if finite.size else 0.0
-
-
-def compare(got: np.ndarray, want: np.ndarray, floor: float = 0.0) -> str | None:
-    """None when ``got`` matches ``want`` (to the dtype's tolerance, NaN where NaN), else a
-    description of the largest error. The tolerance is relative to each reference value, with
-    an absolute part relative to the largest of the output's and ``floor`` (the inputs')."""
+def compare(got: np.ndarray, want: np.ndarray, bound: np.ndarray) -> str | None:
+    """None when ``got`` matches ``want`` within ``tolerance.allowed(bound)`` (NaN where NaN,
+    the same infinities), else a description of the largest error. ``bound`` (want's shape) is
+    the error bound of each reference value (tolerance.kernel_bounds); integer and bool values
+    must be equal except where their bound says they are uncertain (a near tie)."""
     if got.shape != want.shape:
         return f"shape {got.shape}, the reference's is {want.shape}"
     if got.size == 0:
         return None
+    allowed = tolerance.allowed(bound, got.dtype)
     if got.dtype.kind not in "fc":
-        diff = got != want
+        diff = (got != want) & ~(np.abs(got.astype(np.float64) - want.astype(np.float64)) <= allowed)
         if not diff.any():
             return None
         k = np.unravel_index(int(np.argmax(diff)), got.shape)
@@ -80,19 +73,18 @@ def compare(got: np.ndarray, want: np.ndarray, floor: float = 0.0) -> str | None
         nan_g, nan_w = np.isnan(g), np.isnan(w)
         err = np.where(nan_g | nan_w, np.where(nan_g == nan_w, 0.0, np.inf), np.abs(g - w))
         err = np.where(np.isinf(w) & (g == w), 0.0, err)
-        finite = np.abs(w[np.isfinite(w)])
-        scale = float(finite.max()) if finite.size else 1.0
-        rtol = RTOL.get(got.dtype.name, 1e-6)
-        tol = rtol * np.abs(np.where(np.isfinite(w), w, 0)) + rtol * max(scale, floor, 1e-30)
-        wrong = err > tol
+        wrong = err > allowed
     if not wrong.any():
         return None
-    k = np.unravel_index(int(np.argmax(np.where(wrong, err, -1.0))), got.shape)
+    # the worst value: the largest error in units of its allowance
+    with np.errstate(all="ignore"):
+        ratio = np.where(wrong, err / np.maximum(allowed, 1e-300), -1.0)
+    k = np.unravel_index(int(np.argmax(ratio)), got.shape)
     at = tuple(int(i) for i in k)
     rel = err[k] / max(abs(complex(w[k])), 1e-30) if np.isfinite(err[k]) else np.inf
     return (f"max error {err[k]:.6g} (relative {rel:.3g}) at index {at}: kernel {_num(got[k])}, "
-            f"reference {_num(want[k])}; {int(wrong.sum())} of {got.size} values outside the tolerance "
-            f"(relative {rtol:g})")
+            f"reference {_num(want[k])}, allowed {allowed[k]:.3g} ({tolerance.SAFETY:g} x the error bound "
+            f"of the ops that computed it); {int(wrong.sum())} of {got.size} values outside their bound")
 
 
 def _num(x) -> str:

@@ -180,7 +180,16 @@ def guarded_order(executor, order: list) -> list:
     return out
 
 
+def _allocated(spec: OutputSpec, base: list) -> bool:
+    """Whether ``spec``'s buffer has memory in this call (an input the kernels do not read for
+    these values, like an empty sparse matrix's index arrays, may have none): one that has not
+    is not snapshot, and the group's re-run then says it cannot check it."""
+    return 0 in tuple(spec.shape) or base[spec.ref.buffer] is not None
+
+
 def _read(executor, spec: OutputSpec, base: list, scalars: list) -> np.ndarray:
+    if 0 in tuple(spec.shape):   # an empty value has no memory (its buffer is never allocated)
+        return np.empty(tuple(spec.shape), dtype=spec.dtype)
     return executor._strided(spec, executor.address(spec.ref, base, scalars))
 
 
@@ -216,7 +225,7 @@ def _snapshot(executor, guard, saved: dict) -> Callable:
             return
         executor.device.synchronize()
         for v in guard.inputs:
-            if v.spec is not None:
+            if v.spec is not None and _allocated(v.spec, base):
                 saved[id(v.var)] = _read(executor, v.spec, base, scalars)
             elif v.var.is_constant:
                 saved[id(v.var)] = v.var.data

@@ -17,6 +17,7 @@ import sympy as sp
 from ..errors import ShapeError, describe
 from ..graph import Op, Variable
 from ..types import TensorType, broadcast_shapes, is_float
+from .. import tolerance
 from . import scalar
 
 
@@ -52,6 +53,11 @@ class Elemwise(Op):
             out = np.broadcast_to(out, shape)
         return out.astype(self.dtype, copy=False)
 
+    def error_bound(self, args, bounds, out) -> np.ndarray:
+        """DebugMode's bound (compiler/tolerance.py): a few ulps per scalar op of the expression,
+        in the precision each computes in; the kernel may fuse, reorder and simplify them."""
+        return tolerance.expression_bound(self.expr, args, bounds, self.dtype, _head_fn)
+
     def grad(self, inputs, output, gout):
         xs = scalar.symbols(self.nin + 2)
         gz, y = xs[self.nin], xs[self.nin + 1]
@@ -85,6 +91,17 @@ def _numpy_fn(expr: sp.Expr, nin: int):
         if dtype is not None:
             namespace[type(f).__name__] = scalar.numpy_cast(dtype)
     return sp.lambdify(scalar.symbols(nin), scalar.as_ieee(expr), modules=[namespace, "numpy"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _head_fn(head: sp.Expr, n: int):
+    """The NumPy function of one scalar operation ``head`` over y0..y{n-1} (error bounds)."""
+    namespace = dict(scalar.NUMPY)
+    for f in head.atoms(sp.Function):
+        dtype = getattr(type(f), "dtype", None)
+        if dtype is not None:
+            namespace[type(f).__name__] = scalar.numpy_cast(dtype)
+    return sp.lambdify(sp.symbols(f"y0:{n}", real=True), scalar.as_ieee(head), modules=[namespace, "numpy"])
 
 
 def make(expr: sp.Expr, inputs: list, dtype: str, name: str | None = None) -> Variable:

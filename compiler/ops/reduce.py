@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ShapeError, describe
 from ..graph import Op, Variable
+from .. import tolerance
 from ..types import TensorType, acc_dtype, is_float, sum_dtype
 
 KINDS = ("sum", "prod", "max", "min", "mean")
@@ -44,6 +45,27 @@ class Reduce(Op):
                 raise ShapeError(f"{self.kind} of an empty axis (shape {x.shape}, axes {axes})")
             out = (np.max if self.kind == "max" else np.min)(x, axis=axes)
         return np.asarray(out).astype(self.dtype, copy=False)
+
+    def error_bound(self, args, bounds, out) -> np.ndarray:
+        """DebugMode's bound (compiler/tolerance.py): a sum or mean is as exact as the sum of its
+        |terms| in the accumulator's precision (float64 for floats), plus the rounding to the
+        output; max and min move with their terms, prod with its |factors|."""
+        (x,), (b,) = args, bounds
+        if self.kind == "prod":   # of |x|: perturbations of mixed-sign factors must not cancel
+            e = tolerance.eps(acc_dtype(x.dtype.name))
+            factors = [np.abs(x)]
+            shifts = tolerance.backward(factors, [b], e, tolerance.ULPS_BASIC)
+            moved = tolerance.perturbed(self.perform, factors, shifts)
+            return moved + tolerance.ULPS_BASIC * tolerance.eps(self.dtype) * np.abs(np.asarray(out, dtype=moved.dtype))
+        if self.kind not in ("sum", "mean"):
+            return tolerance.generic(self, args, bounds, out)
+        n = int(np.prod([x.shape[a] for a in self.axes]))
+        x_acc = np.abs(np.asarray(x, dtype=np.float64 if x.dtype.kind != "c" else np.complex128))
+        spread = np.sum(np.broadcast_to(b, x.shape), axis=self.axes) \
+            + tolerance.growth(n) * tolerance.eps(acc_dtype(x.dtype.name)) * np.sum(x_acc, axis=self.axes)
+        if self.kind == "mean":
+            spread = spread / max(n, 1)
+        return spread + tolerance.ULPS_BASIC * tolerance.eps(self.dtype) * np.abs(np.asarray(out, dtype=spread.dtype))
 
     def grad(self, inputs, output, gout):
         (x,) = inputs
@@ -145,6 +167,20 @@ class ArgReduce(Op):
         if x.shape[self.axis] == 0:
             raise ShapeError(f"{self.kind} of an empty axis (shape {x.shape})")
         return np.asarray((np.argmax if self.kind == "argmax" else np.argmin)(x, axis=self.axis), dtype="int64")
+
+    def error_bound(self, args, bounds, out) -> np.ndarray:
+        """DebugMode's bound (compiler/tolerance.py): the index is exact unless another value
+        lies within the values' error of the extreme one (a near tie: any of them may win)."""
+        (x,), (b,) = args, bounds
+        if x.dtype.kind not in "fc" or x.shape[self.axis] == 0:
+            return np.zeros(np.shape(out))
+        x64 = x.astype(np.float64)
+        near = np.broadcast_to(b, x.shape) + tolerance.ULPS_BASIC * tolerance.eps(x.dtype) * np.abs(x64)
+        best = np.take_along_axis(x64, np.expand_dims(out, self.axis), self.axis)
+        margin = np.take_along_axis(near, np.expand_dims(out, self.axis), self.axis)
+        with np.errstate(invalid="ignore"):
+            ties = np.sum(np.abs(x64 - best) <= near + margin, axis=self.axis)
+        return np.where(ties > 1, np.inf, 0.0)
 
     def grad(self, inputs, output, gout):
         return [None]
