@@ -172,6 +172,8 @@ def decode(doc: Any, files: dict[str, bytes], where: str,
 
     def binding(v: Any, f: str) -> Binding:
         kind = r.get(v, "kind", f)
+        if set(v) != {"kind", "ref", "slot"} or (kind != "ptr" and v["ref"] is not None):
+            raise r.fail(f, "an object of kind, ref (null unless a pointer) and slot")
         if kind == "ptr":
             return Binding("ptr", ref(r.get(v, "ref", f), f + ".ref"), r.integer(r.get(v, "slot", f), f + ".slot"))
         if kind == "scalar":
