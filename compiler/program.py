@@ -74,6 +74,9 @@ class Binding:
     kind: str                 # "ptr" | "scalar" | "status"
     ref: Ref | None = None
     slot: int = -1
+    # a pointer's reach: (lo, hi), the elements [ref + lo, ref + hi) the kernel may touch through
+    # it over its whole grid (the views it reads or writes); () where not known
+    extent: tuple = ()
 
 
 @dataclasses.dataclass

@@ -129,14 +129,15 @@ def _c_strides(shape: Sequence[int]) -> tuple:
 
 
 def _accesses(program: Program, prefix: str) -> Iterator[Access]:
-    """Every reference of ``program`` into its own buffers, with the extent used through it.
-    A kernel pointer's extent is not in the manifest (its sizes are constants of the source):
-    its start must lie inside the buffer. A loop's step is a program of its own; its references
+    """Every reference of ``program`` into its own buffers, with the extent used through it (a
+    kernel pointer's: its binding's ``extent``, the views the kernel reaches through it; in a
+    manifest without one, its start). A loop's step is a program of its own; its references
     are into its own buffers (``_Checker.program`` walks them with the step)."""
     for i, k in enumerate(program.kernels):
         for j, b in enumerate(k.bindings):
             if b.kind == "ptr":
-                yield Access(f"{prefix}kernels[{i}].bindings[{j}].ref.offset", b.ref, 0, 0)
+                lo, hi = b.extent or (0, 0)
+                yield Access(f"{prefix}kernels[{i}].bindings[{j}].ref.offset", b.ref, lo, hi)
     for i, o in enumerate(program.outputs):
         lo, hi = _strided_extent(o.shape, o.strides)
         yield Access(f"{prefix}outputs[{i}].ref.offset", o.ref, lo, hi)

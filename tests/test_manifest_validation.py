@@ -319,12 +319,32 @@ def _check_table(source, program: str, file: str, tmp_path) -> None:
 
 # -- what a compiled program always satisfies ----------------------------------------------------------
 
+def _more_kernels():
+    """(function, arguments) over other kernel families and views: reductions split across blocks,
+    a transposed operand (two views through one pointer), gather and scatter, a reversed view."""
+    m = T.fmatrix("m")
+    big = np.linspace(0, 1, 64 * 4096, dtype="float32").reshape(64, 4096)
+    idx = T.ivector("idx")
+    yield theta.function([m], [m.sum(axis=1), m.max(axis=0), m.sum()], backend="emu"), (big,)
+    yield theta.function([m], T.dot(m, m.T) + m[::-1, ::2].sum(), backend="emu"), (X,)
+    yield theta.function([m, idx], [m[idx], T.inc_subtensor(m[idx], 1.0)], backend="emu"), \
+        (X, np.array([3, 0, 3], "int32"))
+    img = T.tensor4("img", dtype="float32")
+    filters = theta.shared(np.ones((3, 2, 3, 3), "float32"), name="filters")
+    yield theta.function([img], T.nnet.conv2d(img, filters, border_mode="half"), backend="emu"), \
+        (np.ones((2, 2, 6, 5), "float32"),)
+
+
 def test_every_compiled_program_passes_the_check(saved):
     for name, (build, args, _) in PROGRAMS.items():
         f = build()
         f(*args)
         program_check.check(f.program, name)
         program_check.check(Program.load(saved[name]), name)
+    for k, (f, args) in enumerate(_more_kernels()):
+        f(*args)
+        program_check.check(f.program, f"program {k}")
+        assert all(b.extent for kernel in f.program.kernels for b in kernel.bindings if b.kind == "ptr")
 
 
 def test_the_c_types_agree_with_the_compiler():
