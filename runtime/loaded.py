@@ -219,9 +219,10 @@ def _function_meta(meta: Any, program: Program, where: str) -> dict:
         raise bad(f"n_outputs must be {n_results - program.n_updates} (outputs besides the {program.n_updates} updates)")
     if len(program.update_targets) != program.n_updates or any(t < n_inputs for t in program.update_targets):
         raise bad("the program's updates must each write a shared variable")
-    for key in ("single", "allow_input_downcast"):
-        if not isinstance(meta.get(key, False), bool):
-            raise bad(f"{key} must be true or false")
+    if not isinstance(meta.get("single"), bool):   # it decides what a call returns: never defaulted
+        raise bad("single must be true or false")
+    if not isinstance(meta.get("allow_input_downcast", False), bool):
+        raise bad("allow_input_downcast must be true or false")
     if meta.get("name") is not None and not isinstance(meta["name"], str):
         raise bad("name must be a string or null")
     specialized = meta.get("specialized_inputs", {})
@@ -284,13 +285,17 @@ def load(path: str | os.PathLike, backend: str = "auto", allow_input_downcast: b
     Returns
     -------
     LoadedFunction
-        Callable; ``get_value(name)``/``set_value(name, v)`` access its state and
-        ``save_state(path)`` writes it back.
+        Callable with the call forms of ``theta.function``'s (inputs by position or keyword,
+        ``In`` defaults; a program with runtime scalars also takes ``scalars=[...]``);
+        ``get_value(name)``/``set_value(name, v)`` access its state and ``save_state(path)``
+        writes it back.
 
     Raises
     ------
     ArtifactError
-        A missing or changed file, or a directory that is not a saved function.
+        A missing or changed file, a directory that is not a saved function, or a manifest
+        whose fields disagree with each other, the kernels' sources or the device's limits
+        (compiler.program_check): the message names the file and the field.
 
     Examples
     --------

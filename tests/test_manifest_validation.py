@@ -103,7 +103,7 @@ _RUNNER = textwrap.dedent("""
         try:
             f = theta.load(case["path"], backend="emu")
             out = f(*args, scalars=case["scalars"])
-            out = out if isinstance(out, list) else [out]
+            out = out if isinstance(out, list) else ["single", out]
             state = [f.get_value(n).tolist() for n in sorted(f.state)]
             print("RESULT", json.dumps([np.asarray(o).tolist() for o in out] + state), flush=True)
         except theta.ThetaError as e:
@@ -261,6 +261,11 @@ def test_every_field_of_the_checksum_file_deleted_or_corrupted(saved, tmp_path, 
     _check_table(saved[program], program, savedir.CHECKSUMS, tmp_path)
 
 
+@pytest.mark.parametrize("program", ["step"])
+def test_every_field_of_function_json_deleted_or_corrupted(saved, tmp_path, program):
+    _check_table(saved[program], program, "function.json", tmp_path)
+
+
 # A runtime offset term of a reference (a minibatch start's coefficient) has no counterpart in
 # the manifest to check it against at load: each call checks the reference with its scalars
 # (an InputError naming them), and one edit stays unrefusable: a duplicated term, which a
@@ -373,7 +378,8 @@ def test_a_runtime_scalar_outside_the_buffer_is_refused(saved, tmp_path):
     starts = {"in range": 2, "far past the end": 10 ** 6, "negative": -4}
     verdicts = _run_cases([_case(name, saved["minibatch"], "minibatch", [start]) for name, start in starts.items()],
                           tmp_path)   # before the fix, the far one killed the interpreter
-    assert verdicts["in range"] == "RESULT " + json.dumps([float(rows[2:4].sum()) * 0.5, rows.tolist(), [0.25] * 4])
+    assert verdicts["in range"] == "RESULT " + json.dumps(["single", float(rows[2:4].sum()) * 0.5, rows.tolist(),
+                                                          [0.25] * 4])
     for name in ("far past the end", "negative"):
         assert verdicts[name].startswith("ERROR InputError") and "start0" in verdicts[name], verdicts[name]
     with pytest.raises(InputError, match="integer"):
