@@ -81,9 +81,16 @@ def check_files(program: Program, files: Sequence[str], extra: Sequence[str], wh
                             f"{unnamed[:5]} (a kernel, artifact or loop left out of it?)")
 
 
-def check_scalars(program: Program, scalars: Sequence[int], what: str) -> None:
-    """InputError if a runtime scalar (a minibatch start) puts a reference outside its buffer."""
-    for access in _accesses(program, ""):
+def runtime_accesses(program: Program) -> list[Access]:
+    """The references whose offset has runtime terms (for ``check_scalars``, computed once)."""
+    return [a for a in _accesses(program, "") if a.ref.dyn]
+
+
+def check_scalars(program: Program, scalars: Sequence[int], what: str,
+                  accesses: Sequence[Access] | None = None) -> None:
+    """InputError if a runtime scalar (a minibatch start) puts a reference outside its buffer;
+    ``accesses``: ``runtime_accesses(program)``, if the caller keeps it."""
+    for access in runtime_accesses(program) if accesses is None else accesses:
         if access.ref.dyn:
             lo, hi = _extent(access, scalars)
             size = program.buffers[access.ref.buffer].size

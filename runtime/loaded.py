@@ -75,6 +75,7 @@ class LoadedFunction:
         # a Program holds kernels, not a graph: without a GPU it runs on emu
         self.executor = Executor(program, device("cuda" if backend == "cuda" else "emu"))
         self._bare = n_inputs == len(program.leaves)   # update values are returned, not kept
+        self._runtime_refs = program_check.runtime_accesses(program)   # checked with each call's scalars
 
     def _what(self) -> str:
         return f"loaded function {self.name!r}" if self.name else "loaded function"
@@ -116,7 +117,7 @@ class LoadedFunction:
                              f"({', '.join(self.program.scalars) or 'none'}), got {len(scalars)}")
         scalars = [_scalar(v, f"{self._what()}: runtime scalar {k} '{n}'")
                    for k, (n, v) in enumerate(zip(self.program.scalars, scalars))]
-        program_check.check_scalars(self.program, scalars, self._what())
+        program_check.check_scalars(self.program, scalars, self._what(), self._runtime_refs)
         for pos, want in self.specialized.items():
             if not np.array_equal(np.asarray(values[pos]), np.asarray(want)):
                 spec = self.program.leaves[pos]

@@ -375,12 +375,13 @@ def test_an_arena_the_device_cannot_allocate_is_a_size_error(saved, monkeypatch)
 
 def test_a_runtime_scalar_outside_the_buffer_is_refused(saved, tmp_path):
     rows = np.arange(40, dtype="float32").reshape(10, 4)
-    starts = {"in range": 2, "far past the end": 10 ** 6, "negative": -4}
+    starts = {"in range": 2, "last rows": 8, "one row past the end": 9, "far past the end": 10 ** 6, "negative": -4}
     verdicts = _run_cases([_case(name, saved["minibatch"], "minibatch", [start]) for name, start in starts.items()],
                           tmp_path)   # before the fix, the far one killed the interpreter
     assert verdicts["in range"] == "RESULT " + json.dumps(["single", float(rows[2:4].sum()) * 0.5, rows.tolist(),
                                                           [0.25] * 4])
-    for name in ("far past the end", "negative"):
+    assert verdicts["last rows"].startswith("RESULT"), verdicts["last rows"]
+    for name in ("one row past the end", "far past the end", "negative"):
         assert verdicts[name].startswith("ERROR InputError") and "start0" in verdicts[name], verdicts[name]
     with pytest.raises(InputError, match="integer"):
         theta.load(saved["minibatch"], backend="emu")(1, scalars=[1.5])
