@@ -83,6 +83,11 @@ class KernelBuilder:
             self._guarded = True
             self.status()
         key = ("ptr", ref, write, var.dtype)
+        reach = _extent(self.lays[id(var)])
+        if key in self._by_key:   # another view through the same pointer: the binding covers both
+            j = [p.name for p in self.params].index(self._by_key[key])
+            lo, hi = self.bindings[j].extent
+            self.bindings[j] = Binding("ptr", ref, extent=(min(lo, reach[0]), max(hi, reach[1])))
         if key not in self._by_key:
             name = f"{prefix}{len(self.params)}"
             # a buffer some kernel updates in place may be read and written by one kernel (at the
@@ -90,7 +95,7 @@ class KernelBuilder:
             restrict = "" if ref.buffer in self.plan.inplace else " __restrict__"
             ctype = f"{CTYPES[var.dtype]}*" if write else f"const {CTYPES[var.dtype]}*{restrict}"
             self.params.append(Param(name, ctype, carries=_carries(var)))
-            self.bindings.append(Binding("ptr", ref))
+            self.bindings.append(Binding("ptr", ref, extent=reach))
             self._by_key[key] = name
         return self._by_key[key]
 
@@ -123,6 +128,15 @@ class KernelBuilder:
                         guard_param=status if self._guarded else None, **context)
         return Kernel(self.name, self.family, source, list(self.params), list(self.bindings),
                       _dim3(grid), _dim3(block), shared_bytes, origin=status_origin(self.group))
+
+
+def _extent(lay: Layout) -> tuple:
+    """(lo, hi): the elements a kernel reaches reading ``lay`` from its first element."""
+    if not all(lay.shape):
+        return (0, 0)
+    lo = sum(s * (d - 1) for s, d in zip(lay.strides, lay.shape) if s < 0)
+    hi = sum(s * (d - 1) for s, d in zip(lay.strides, lay.shape) if s > 0)
+    return (lo, hi + 1)
 
 
 def _carries(var: Variable) -> str:

@@ -318,7 +318,8 @@ class Function:
         binder().save_function(path, program, {n: v.get_value() for n, v in zip(names, self.shared)},
                                n_inputs=len(self.inputs), single=self._single, n_outputs=len(self._outputs),
                                name=self.name, allow_input_downcast=self.allow_input_downcast,
-                               specialized=getattr(self, "_last_baked", {}))
+                               specialized=getattr(self, "_last_baked", {}),
+                               inputs=[(i.name, i.value) for i in self.inputs])
 
     # -- pickling -------------------------------------------------------------------------------
     def __reduce__(self):

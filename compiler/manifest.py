@@ -64,7 +64,8 @@ def _ref_json(r: Ref) -> dict:
 
 
 def _binding_json(b: Binding) -> dict:
-    return {"kind": b.kind, "ref": _ref_json(b.ref) if b.ref else None, "slot": b.slot}
+    return {"kind": b.kind, "ref": _ref_json(b.ref) if b.ref else None, "slot": b.slot,
+            **({"extent": list(b.extent)} if b.extent else {})}
 
 
 # -- decoding ------------------------------------------------------------------------------------
@@ -172,8 +173,15 @@ def decode(doc: Any, files: dict[str, bytes], where: str,
 
     def binding(v: Any, f: str) -> Binding:
         kind = r.get(v, "kind", f)
+        fields = {"kind", "ref", "slot"} | ({"extent"} if kind == "ptr" and "extent" in v else set())
+        if set(v) != fields or (kind != "ptr" and v["ref"] is not None):
+            raise r.fail(f, "an object of kind, ref (null unless a pointer), slot (and a pointer's extent)")
         if kind == "ptr":
-            return Binding("ptr", ref(r.get(v, "ref", f), f + ".ref"), r.integer(r.get(v, "slot", f), f + ".slot"))
+            extent = tuple(r.items(v["extent"], f + ".extent", r.integer)) if "extent" in v else ()
+            if extent and (len(extent) != 2 or extent[0] > extent[1]):
+                raise r.fail(f + ".extent", f"[lo, hi] with lo <= hi (got {list(extent)})")
+            return Binding("ptr", ref(r.get(v, "ref", f), f + ".ref"), r.integer(r.get(v, "slot", f), f + ".slot"),
+                           extent)
         if kind == "scalar":
             return Binding("scalar", None, r.integer(r.get(v, "slot", f), f + ".slot", 0, len(scalars)))
         if kind == "status":

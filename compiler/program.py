@@ -74,6 +74,9 @@ class Binding:
     kind: str                 # "ptr" | "scalar" | "status"
     ref: Ref | None = None
     slot: int = -1
+    # a pointer's reach: (lo, hi), the elements [ref + lo, ref + hi) the kernel may touch through
+    # it over its whole grid (the views it reads or writes); () where not known
+    extent: tuple = ()
 
 
 @dataclasses.dataclass
@@ -279,7 +282,10 @@ class Program:
             doc = json.loads(files[manifest.MANIFEST].decode())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ArtifactError(f"{where}/{manifest.MANIFEST} is corrupt: {e}") from e
-        return cls._decode(doc, files, where)
+        program = cls._decode(doc, files, where)
+        from . import program_check   # the fields against each other, the sources, the device's limits
+        program_check.check(program, where)
+        return program
 
     @classmethod
     def _decode(cls, doc, files: dict[str, bytes], where: str) -> "Program":
@@ -293,13 +299,24 @@ class Program:
         try:
             with np.load(io.BytesIO(files[constants_file]), allow_pickle=False) as npz:
                 names = sorted(npz.files)
-                constants = [npz[f"c{i}"] for i in range(n)] if names == sorted(f"c{i}" for i in range(n)) else None
+                # (the count first: n comes from the manifest and may be huge)
+                ok = len(names) == n and names == sorted(f"c{i}" for i in range(n))
+                constants = [npz[f"c{i}"] for i in range(n)] if ok else None
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:  # not an npz, pickled data
             raise ArtifactError(f"{where}/{constants_file} is corrupt: {e}") from e
         if constants is None:
             raise ArtifactError(f"{where}/{constants_file} holds {names}, the manifest wants {n} constants")
         kernels = [dataclasses.replace(k, source=s) for k, s in zip(fields.pop("kernels"), sources)]
-        prefix = constants_file[:-len(CONSTANTS)]   # a loop's step: its artifacts under its prefix
+        prefix = constants_file[:-len(CONSTANTS)]   # a loop's step: its files under its prefix
+        if not constants_file.endswith(CONSTANTS):
+            raise ArtifactError(f"{where}: malformed manifest: constants must name a file ending in {CONSTANTS}")
+        for i, (k, f) in enumerate(zip(kernels, kernel_files)):
+            if f != f"{prefix}{k.name}.cu":   # the name save gives it: no kernel runs another's source
+                raise ArtifactError(f"{where}: malformed manifest: kernels[{i}].file must be {prefix}{k.name}.cu")
+        for i, a in enumerate(artifact_files):
+            if not a.startswith(prefix) or artifact_files.count(a) > 1:
+                raise ArtifactError(f"{where}: malformed manifest: artifacts[{i}] must be a distinct file "
+                                    f"named {prefix}<artifact>")
         return cls(kernels=kernels, constants=constants,
                    artifacts={a[len(prefix):]: files[a] for a in artifact_files}, **fields)
 

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..compiler.errors import BackendError, DTypeError, ShapeError
+from ..compiler.errors import BackendError, DTypeError, ShapeError, SizeError
 from ..compiler.program import Program, raise_status
 from .device import Device, DeviceArray
 
@@ -46,7 +46,15 @@ class Executor:
         with device.lock:
             self.handles = device.load(program) if program.kernels else []
             self._memory: list[Any] = []   # every block this executor owns, alive as long as it is
-            self._fixed = self._allocate_fixed()
+            try:
+                self._fixed = self._allocate_fixed()
+            except MemoryError as e:
+                if isinstance(e, SizeError):
+                    raise
+                need = sum(b.nbytes for b in program.buffers if b.kind in ("const", "output")) + program.arena_bytes
+                raise SizeError(f"this program needs {need} bytes of device memory for its arena of "
+                                f"temporaries ({program.arena_bytes} bytes), constants and outputs; the "
+                                f"{device.name} device cannot allocate them ({e})") from e
             uses_status = any(b.kind == "status" for k in program.kernels for b in k.bindings)
             self._status = device.status_word() if uses_status else None
         self._staging: dict[int, DeviceArray] = {}   # leaf slot -> upload buffer for host inputs

@@ -23,9 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..compiler import savedir
+from ..compiler import program_check, savedir
 from ..compiler.convert import convert_input
-from ..compiler.errors import ArtifactError, DTypeError, InputError, public_entry
+from ..compiler.errors import ArtifactError, DTypeError, InputError, ThetaError, public_entry
 from ..compiler.program import Program
 from .backends import device, resolve
 from .device import Resident
@@ -40,8 +40,17 @@ class LoadedFunction:
     def __init__(self, program: Program, state: dict[str, np.ndarray], n_inputs: int, backend: str = "auto",
                  single: bool = False, n_outputs: int | None = None, *, allow_input_downcast: bool = False,
                  name: str | None = None, path: str | os.PathLike | None = None,
-                 specialized: dict[int, Any] | None = None) -> None:
+                 specialized: dict[int, Any] | None = None,
+                 inputs: Sequence[tuple[str | None, Any]] | None = None) -> None:
+        """``inputs``: per input, the keyword it may be passed by and its default value (None:
+        none), as theta.function's ``In``; by default the leaves' names and no defaults."""
         self.program = program
+        self.inputs = list(inputs) if inputs is not None else \
+            [(leaf.name, None) for leaf in program.leaves[:n_inputs]]
+        self._names: dict[str, int] = {}
+        for pos, (key, _) in enumerate(self.inputs):
+            if key:
+                self._names.setdefault(key, pos)
         self.specialized = dict(specialized or {})   # input position -> the value compiled for
         self.n_inputs = n_inputs
         self.single = single
@@ -66,14 +75,37 @@ class LoadedFunction:
         # a Program holds kernels, not a graph: without a GPU it runs on emu
         self.executor = Executor(program, device("cuda" if backend == "cuda" else "emu"))
         self._bare = n_inputs == len(program.leaves)   # update values are returned, not kept
+        self._runtime_refs = program_check.runtime_accesses(program)   # checked with each call's scalars
 
     def _what(self) -> str:
         return f"loaded function {self.name!r}" if self.name else "loaded function"
 
+    def _bind(self, args: tuple, kwargs: dict) -> list:
+        """The inputs in order from positional and keyword arguments and defaults, as
+        theta.function binds them (compiler/function.py, Function._bind)."""
+        if len(args) > self.n_inputs:
+            raise InputError(f"{self._what()} takes {self.n_inputs} inputs, got {len(args)}")
+        slots: list[Any] = list(args) + [_MISSING] * (self.n_inputs - len(args))
+        for key, value in kwargs.items():
+            pos = self._names.get(key)
+            if pos is None:
+                known = ", ".join(sorted(self._names)) or "none"
+                raise InputError(f"{self._what()} got an unknown keyword argument {key!r} (inputs: {known})")
+            if slots[pos] is not _MISSING:
+                raise InputError(f"{self._what()} got input {key!r} twice")
+            slots[pos] = value
+        for pos, value in enumerate(slots):
+            if value is _MISSING:
+                default = self.inputs[pos][1]
+                if default is None:
+                    spec = self.program.leaves[pos]
+                    raise InputError(f"{self._what()}: missing input {pos} '{spec.name}' {spec.dtype}{list(spec.shape)}")
+                slots[pos] = default
+        return slots
+
     @public_entry
-    def __call__(self, *inputs, scalars: Sequence[int] = ()):
-        if len(inputs) != self.n_inputs:
-            raise InputError(f"{self._what()} takes {self.n_inputs} inputs, got {len(inputs)}")
+    def __call__(self, *args, scalars: Sequence[int] = (), **kwargs):
+        inputs = self._bind(args, kwargs)
         values: list[Any] = []
         for pos, (spec, value) in enumerate(zip(self.program.leaves, inputs)):
             where = f"{self._what()}: input {pos} '{spec.name}' {spec.dtype}{list(spec.shape)}"
@@ -83,6 +115,9 @@ class LoadedFunction:
         if len(scalars) != len(self.program.scalars):
             raise InputError(f"this program takes {len(self.program.scalars)} runtime scalars "
                              f"({', '.join(self.program.scalars) or 'none'}), got {len(scalars)}")
+        scalars = [_scalar(v, f"{self._what()}: runtime scalar {k} '{n}'")
+                   for k, (n, v) in enumerate(zip(self.program.scalars, scalars))]
+        program_check.check_scalars(self.program, scalars, self._what(), self._runtime_refs)
         for pos, want in self.specialized.items():
             if not np.array_equal(np.asarray(values[pos]), np.asarray(want)):
                 spec = self.program.leaves[pos]
@@ -122,7 +157,7 @@ class LoadedFunction:
         else:
             save_function(target, self.program, state, n_inputs=self.n_inputs, single=self.single,
                           n_outputs=self.n_outputs, name=self.name, allow_input_downcast=self.allow_input_downcast,
-                          artifacts=False, specialized=self.specialized)
+                          artifacts=False, specialized=self.specialized, inputs=self.inputs)
         return target
 
 
@@ -145,11 +180,13 @@ def write_state(directory: str | os.PathLike, state: dict[str, np.ndarray]) -> N
 
 def save_function(path: str | os.PathLike, program: Program, state: dict[str, np.ndarray], *, n_inputs: int,
                   single: bool, n_outputs: int, name: str | None = None, allow_input_downcast: bool = False,
-                  artifacts: bool = True, specialized: dict | None = None) -> pathlib.Path:
+                  artifacts: bool = True, specialized: dict | None = None,
+                  inputs: Sequence[tuple[str | None, Any]] | None = None) -> pathlib.Path:
     """Save a function for theta.load: ``program`` (whose leaves are the ``n_inputs`` inputs,
     then the shared variables named in ``state``; its ``n_updates``/``update_targets`` set), its
     artifacts (built here unless ``artifacts=False``: then those ``program`` holds are kept),
-    function.json and state.npz, as one checksummed directory written atomically."""
+    function.json and state.npz, as one checksummed directory written atomically. ``inputs``:
+    per input, its keyword name and default value (None: none), as theta.function's ``In``."""
     if artifacts:
         from .artifacts import build_artifacts
         program = _with_artifacts(program, build_artifacts)
@@ -157,6 +194,9 @@ def save_function(path: str | os.PathLike, program: Program, state: dict[str, np
             "allow_input_downcast": allow_input_downcast,
             # inputs whose values the program was compiled for (sizes, loop lengths)
             "specialized_inputs": {str(pos): value for pos, value in (specialized or {}).items()}}
+    if inputs is not None:   # the call forms of theta.function: keywords and defaults
+        meta["inputs"] = [{"name": key, "default": np.asarray(value).tolist() if _numeric(value) else None}
+                          for key, value in inputs]
     return program.save(path, extra_files={META: json.dumps(meta).encode(), STATE: _state_bytes(state)})
 
 
@@ -180,16 +220,47 @@ def _function_meta(meta: Any, program: Program, where: str) -> dict:
         raise bad(f"n_outputs must be {n_results - program.n_updates} (outputs besides the {program.n_updates} updates)")
     if len(program.update_targets) != program.n_updates or any(t < n_inputs for t in program.update_targets):
         raise bad("the program's updates must each write a shared variable")
-    for key in ("single", "allow_input_downcast"):
-        if not isinstance(meta.get(key, False), bool):
-            raise bad(f"{key} must be true or false")
+    if not isinstance(meta.get("single"), bool):   # it decides what a call returns: never defaulted
+        raise bad("single must be true or false")
+    if not isinstance(meta.get("allow_input_downcast", False), bool):
+        raise bad("allow_input_downcast must be true or false")
     if meta.get("name") is not None and not isinstance(meta["name"], str):
         raise bad("name must be a string or null")
     specialized = meta.get("specialized_inputs", {})
     if not isinstance(specialized, dict) or any(not k.isdigit() or int(k) >= n_inputs for k in specialized) \
             or any(not isinstance(v, (int, list)) or isinstance(v, bool) for v in specialized.values()):
         raise bad("specialized_inputs must map input positions to the values compiled for")
+    entries = meta.get("inputs")
+    if entries is not None and (not isinstance(entries, list) or len(entries) != n_inputs or any(
+            not isinstance(e, dict) or set(e) != {"name", "default"} or not isinstance(e["name"], (str, type(None)))
+            or not _json_value(e["default"]) for e in entries)):
+        raise bad(f"inputs must list, for each of the {n_inputs} inputs, its name (a string or null) and "
+                  "its default (a number, a list of numbers or null)")
     return meta
+
+
+def _json_value(v: Any) -> bool:
+    """A default value function.json may hold: null, a number, or nested lists of numbers."""
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return True
+    return isinstance(v, list) and all(x is not None and _json_value(x) for x in v)
+
+
+def _scalar(value: Any, where: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{where} must be an integer, got {value!r}"[:300])
+    return int(value)
+
+
+def _numeric(value: Any) -> bool:
+    """A default saved with the function (a number or an array of numbers; others stay behind)."""
+    try:
+        return value is not None and np.asarray(value).dtype.kind in "biuf"
+    except (TypeError, ValueError):
+        return False
+
+
+_MISSING = object()
 
 
 @public_entry
@@ -215,13 +286,17 @@ def load(path: str | os.PathLike, backend: str = "auto", allow_input_downcast: b
     Returns
     -------
     LoadedFunction
-        Callable; ``get_value(name)``/``set_value(name, v)`` access its state and
-        ``save_state(path)`` writes it back.
+        Callable with the call forms of ``theta.function``'s (inputs by position or keyword,
+        ``In`` defaults; a program with runtime scalars also takes ``scalars=[...]``);
+        ``get_value(name)``/``set_value(name, v)`` access its state and ``save_state(path)``
+        writes it back.
 
     Raises
     ------
     ArtifactError
-        A missing or changed file, or a directory that is not a saved function.
+        A missing or changed file, a directory that is not a saved function, or a manifest
+        whose fields disagree with each other, the kernels' sources or the device's limits
+        (compiler.program_check): the message names the file and the field.
 
     Examples
     --------
@@ -231,7 +306,8 @@ def load(path: str | os.PathLike, backend: str = "auto", allow_input_downcast: b
     """
     path = pathlib.Path(path)
     files = savedir.read(path)       # every file checked against checksums.json first
-    program = Program.from_files(path, files)
+    program = Program.from_files(path, files)   # every field checked (compiler.program_check)
+    program_check.check_files(program, files, [META, STATE] if META in files else [], str(path))
     if META not in files and (path / META).exists():
         raise ArtifactError(f"{path}/{META} is not covered by {savedir.CHECKSUMS}: it was added or the "
                             "function saved by an older theta; save it again")
@@ -251,6 +327,19 @@ def load(path: str | os.PathLike, backend: str = "auto", allow_input_downcast: b
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise ArtifactError(f"{path}/{STATE} is corrupt: {e}") from e
     downcast = meta.get("allow_input_downcast", False) if allow_input_downcast is None else allow_input_downcast
+    inputs = None
+    if meta.get("inputs") is not None:
+        inputs = []
+        for pos, (entry, spec) in enumerate(zip(meta["inputs"], program.leaves)):
+            default = entry["default"]
+            if default is not None:
+                try:
+                    default = convert_input(default, spec.dtype, spec.shape, f"default of input {pos}",
+                                            allow_downcast=True)
+                except (ThetaError, ValueError, TypeError, OverflowError) as e:
+                    raise ArtifactError(f"{path}/{META} is malformed: inputs[{pos}].default is not a value of "
+                                        f"input {pos} '{spec.name}' {spec.dtype}{list(spec.shape)} ({e})") from None
+            inputs.append((entry["name"], default))
     return LoadedFunction(program, state, meta["n_inputs"], backend, meta.get("single", False), meta["n_outputs"],
                           specialized={int(k): v for k, v in meta.get("specialized_inputs", {}).items()},
-                          allow_input_downcast=downcast, name=meta.get("name"), path=path)
+                          allow_input_downcast=downcast, name=meta.get("name"), path=path, inputs=inputs)
