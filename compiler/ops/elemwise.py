@@ -45,7 +45,7 @@ class Elemwise(Op):
         out = np.asarray(out)
         if out.shape != shape:
             out = np.broadcast_to(out, shape)
-        return out.astype(self.dtype, copy=False)
+        return scalar.cast_array(out, self.dtype)
 
     def grad(self, inputs, output, gout):
         xs = scalar.symbols(self.nin + 2)
