@@ -200,18 +200,17 @@ def print_statements(expr: sp.Expr, names: dict, out: str, dtype: str, tmp_prefi
     return lines
 
 
-
 def _promoted_inputs(names: dict, input_dtypes: list, tmp_prefix: str) -> tuple[list[str], dict]:
-    """Integer inputs of mixed signedness converted to NumPy's common dtype first. C's usual
-    conversions compute int32 - uint32 in unsigned (and compare -1 < 1u as false), where NumPy
-    computes in int64 (and int64 with uint64 in float64)."""
-    kinds = {np.dtype(d).kind for d in input_dtypes}
-    if len(input_dtypes) != len(names) or not {"i", "u"} <= kinds or not kinds <= {"i", "u", "b"}:
+    """Integer inputs of mixed signedness converted to NumPy's common dtype of the integers
+    first. C's usual conversions compute int32 - uint32 in unsigned (and compare -1 < 1u as
+    false), where NumPy computes in int64 (and int64 with uint64 in float64)."""
+    ints = [d for d in input_dtypes if np.dtype(d).kind in "iu"]
+    if len(input_dtypes) != len(names) or {np.dtype(d).kind for d in ints} != {"i", "u"}:
         return [], names
-    common = np.result_type(*input_dtypes).name
+    common = np.result_type(*ints).name
     lines, out = [], {}
     for k, ((sym, name), d) in enumerate(zip(names.items(), input_dtypes)):
-        if d != common and d != "bool":
+        if d in ints and d != common:
             name, conv = f"{tmp_prefix}_in{k}", name
             lines.append(f"const {CTYPES[common]} {name} = ({CTYPES[common]})({conv});")
         out[sym] = name

@@ -154,8 +154,8 @@ class Builder:
         if dtype.startswith(("int", "uint")):
             low = -20 if dtype.startswith("int") else 0
             v = rng.integers(low, 21, size=shape).astype(dtype)
-            if self.theme == "integer" and v.size:     # a quarter of the entries at the edges
-                mask = rng.random(shape) < 0.25
+            if self.theme == "integer" and v.size:     # 40% of the entries at the edges
+                mask = rng.random(shape) < 0.4
                 v = np.where(mask, rng.choice(int_edges(dtype), size=shape), v).astype(dtype)
             return v
         v = rng.standard_normal(shape)
