@@ -7,6 +7,7 @@ comparisons) print as the ``theta_*`` device functions of kernels/prelude.cuh.j2
 """
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
@@ -91,10 +92,34 @@ class ThetaCPrinter(C99CodePrinter):
     def _print_Pi(self, e):
         return self._print_Float(sp.Float(sp.pi))
 
+    # integer arithmetic wraps (theta_wadd/theta_wmul in kernels/prelude.cuh.j2: a signed
+    # overflow is undefined in C, and compilers fold x + 1 > x to true) -------------------------
+    @property
+    def integer(self) -> bool:
+        return not self.dtype.startswith("float")
+
+    def _print_Add(self, e, order=None):
+        if not self.integer:
+            return super()._print_Add(e, order)
+        return self._fold("theta_wadd", self._as_ordered_terms(e, order=order))
+
+    def _print_Mul(self, e):
+        if not self.integer:
+            return super()._print_Mul(e)
+        return self._fold("theta_wmul", e.as_ordered_factors())
+
+    def _fold(self, fn: str, args) -> str:
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"{fn}({text}, {self._print(a)})"
+        return text
+
     # powers ------------------------------------------------------------------------------------
     def _print_Pow(self, e):
         base, exp = e.base, e.exp
         b = self.parenthesize(base, 1000)
+        if exp.is_Integer and 1 <= int(exp) <= 4 and self.integer:
+            return self._fold("theta_wmul", [base] * int(exp))
         if exp.is_Integer and 1 <= int(exp) <= 4:
             return "(" + "*".join([b] * int(exp)) + ")"
         if exp.is_Integer and -4 <= int(exp) <= -1:
@@ -129,6 +154,9 @@ class ThetaCPrinter(C99CodePrinter):
         if name in _THETA_FUNCS:
             return f"{_THETA_FUNCS[name]}({', '.join(args)})"
         dtype = getattr(type(e), "dtype", None)
+        if dtype is not None and dtype != "bool" and not dtype.startswith("float"):
+            # to an integer: theta_cast defines what C leaves undefined (NaN, inf, out of range)
+            return f"theta_cast<{CTYPES[dtype]}>({args[0]})"
         if dtype is not None:
             return f"(({CTYPES[dtype]})({args[0]}))"
         raise NotImplementedError(f"no C translation for the function {name}")
@@ -158,11 +186,32 @@ def print_statements(expr: sp.Expr, names: dict, out: str, dtype: str, tmp_prefi
     """C statements computing ``expr`` (over symbols x0.. named by ``names``) into ``out`` of
     ``dtype``. Subexpressions used more than once are computed once into temporaries (sympy.cse).
     """
+    lines, names = _promoted_inputs(names, list(input_dtypes), tmp_prefix)
     expr = expr.xreplace({s: sp.Symbol(n, real=True) for s, n in names.items()})
     printer = ThetaCPrinter(compute_dtype(dtype, input_dtypes))
     ctype = CTYPES[dtype]
     temps, (body,) = sp.cse([expr], symbols=sp.numbered_symbols(tmp_prefix, real=True), optimizations=None)
-    lines = [f"const auto {sym} = {printer.doprint(val)};" for sym, val in temps]
-    lines.append(f"const {ctype} {out} = ({ctype})({printer.doprint(body)});")
+    lines += [f"const auto {sym} = {printer.doprint(val)};" for sym, val in temps]
+    value = printer.doprint(body)
+    if dtype == "bool" or dtype.startswith("float"):
+        lines.append(f"const {ctype} {out} = ({ctype})({value});")
+    else:   # a float expression stored as an integer meets the same undefined cases as a cast
+        lines.append(f"const {ctype} {out} = theta_cast<{ctype}>({value});")
     return lines
 
+
+def _promoted_inputs(names: dict, input_dtypes: list, tmp_prefix: str) -> tuple[list[str], dict]:
+    """Integer inputs of mixed signedness converted to NumPy's common dtype of the integers
+    first. C's usual conversions compute int32 - uint32 in unsigned (and compare -1 < 1u as
+    false), where NumPy computes in int64 (and int64 with uint64 in float64)."""
+    ints = [d for d in input_dtypes if np.dtype(d).kind in "iu"]
+    if len(input_dtypes) != len(names) or {np.dtype(d).kind for d in ints} != {"i", "u"}:
+        return [], names
+    common = np.result_type(*ints).name
+    lines, out = [], {}
+    for k, ((sym, name), d) in enumerate(zip(names.items(), input_dtypes)):
+        if d in ints and d != common:
+            name, conv = f"{tmp_prefix}_in{k}", name
+            lines.append(f"const {CTYPES[common]} {name} = ({CTYPES[common]})({conv});")
+        out[sym] = name
+    return lines, out

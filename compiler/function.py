@@ -11,6 +11,7 @@ installed by theta/__init__.py): the compiler never imports the runtime.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -65,6 +66,13 @@ class In:
         if not isinstance(self.variable, Variable) or not self.variable.is_leaf or self.variable.is_constant:
             raise InputError(f"theta.In needs a symbolic input variable, got {self.variable!r}")
         self.name = self.name or self.variable.name
+
+
+# backends that apply updates themselves, one step at a time per device (runtime/executor.py)
+DEVICE_BACKENDS = ("emu", "cuda")
+# steps whose updates this module stores, on every other backend (reentrant: a step may call a
+# function of its own)
+_HOST_UPDATES = threading.RLock()
 
 
 class Function:
@@ -215,6 +223,15 @@ class Function:
     @public_entry
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)
+        if not self._updates or self.options.backend in DEVICE_BACKENDS:
+            return self._step(values)
+        # The reference backend returns update values that _step stores: one such step at a
+        # time, or two threads read the same shared value and one increment is lost (the kernel
+        # backends run one step at a time per device, under the device's lock).
+        with _HOST_UPDATES:
+            return self._step(values)
+
+    def _step(self, values: list):
         key = tuple(v.shape for v in values) + tuple(s.value_shape for s in self.shared)
         spec = self._specs.get(key)
         if spec is None:

@@ -12,7 +12,8 @@ Values and gradients (of a random projection of the float outputs) must agree: e
 integers and for random draws (the same Philox bits on every backend), to a tolerance for floats
 (float32 sums in another order), with NaN and +-inf in the same places.
 
-Coverage: float32, float64, int32/int64 and mixed graphs; sizes at vector, block and tile
+Coverage: float32, float64, every integer dtype (with the edge values MIN, MAX, -1 and 0, where
+C traps or leaves the result undefined: no input value may crash a kernel) and mixed graphs; sizes at vector, block and tile
 boundaries (1, 3, 4, 5, 31-33, 255-257, 1024+); views (transposes, stepped and reversed slices,
 broadcasts, reshapes); elementwise ops including special values (0, +-inf, NaN); reductions;
 dot/GEMM; softmax, log-softmax and crossentropies; gather and scatter (advanced indexing,
@@ -55,6 +56,17 @@ MAX_ELEMS = 1 << 14      # per 2-D tensor: the checking mode runs every launch t
 MAX_VECTOR = 4099
 
 TOL = {"float16": 1e-2, "float32": 2e-3, "float64": 1e-8}
+INT_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+# the integer theme draws mostly the dtypes models use
+INT_CHOICE = ["int32", "int64", "int32", "int64"] + INT_DTYPES
+
+
+def int_edges(dtype: str) -> np.ndarray:
+    """The values where integer arithmetic overflows or traps in C: MIN // -1 (SIGFPE on x86),
+    -MIN, MAX + 1, x % 0 ..."""
+    info = np.iinfo(dtype)
+    return np.array(sorted({info.min, info.min + 1, info.max, info.max - 1, 0, 1} | ({-1} if info.min else set())),
+                    dtype=dtype)
 
 NAMESPACE = {"np": np, "theta": theta, "T": T, "pool_2d": pool_2d, "RandomStreams": RandomStreams}
 
@@ -139,8 +151,13 @@ class Builder:
             return rng.integers(0, high, size=shape).astype(dtype)
         if kind == "unique_index":     # without repeats (at most ``high`` of them)
             return rng.permutation(high)[:shape[0]].astype(dtype)
-        if dtype.startswith("int"):
-            return rng.integers(-20, 21, size=shape).astype(dtype)
+        if dtype.startswith(("int", "uint")):
+            low = -20 if dtype.startswith("int") else 0
+            v = rng.integers(low, 21, size=shape).astype(dtype)
+            if self.theme == "integer" and v.size:     # 40% of the entries at the edges
+                mask = rng.random(shape) < 0.4
+                v = np.where(mask, rng.choice(int_edges(dtype), size=shape), v).astype(dtype)
+            return v
         v = rng.standard_normal(shape)
         if kind == "positive":
             v = np.abs(v) + 0.5
@@ -158,7 +175,8 @@ class Builder:
                 and (not self.t(n).ndim or self.t(n).type.shape[0] >= min_rows)]
 
     def ints(self, ndim=None):
-        return [n for n in self.pool if self.t(n).dtype.startswith("int") and (ndim is None or self.t(n).ndim in ndim)]
+        return [n for n in self.pool if self.t(n).dtype.startswith(("int", "uint"))
+                and (ndim is None or self.t(n).ndim in ndim)]
 
     def dim(self, limit=MAX_ELEMS, sizes=None):
         sizes = [s for s in (sizes or EDGE) if s <= limit] or [1]
@@ -176,8 +194,8 @@ class Builder:
         dt = self.fdtype
         shape_kind = self.choice(["matrix", "vector", "tensor3"])
         if self.theme == "integer":
-            self.input(self.choice(["int32", "int64"]), self.shape2())
-            self.input(self.choice(["int32", "int64"]), self.shape2() if self.draw(st.booleans()) else (1,))
+            self.input(self.choice(INT_CHOICE), self.shape2())
+            self.input(self.choice(INT_CHOICE), self.shape2() if self.draw(st.booleans()) else (1,))
         elif self.theme == "conv":
             f_conv(self)
             if not self.pool:        # the drawn geometry was refused (a filter larger than its image)
@@ -230,6 +248,8 @@ BINARY_INT = {
     "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "maximum": "T.maximum({a}, {b})",
     "minimum": "T.minimum({a}, {b})", "int_div": "{a} // (abs({b}) + 1)", "mod": "{a} % (abs({b}) + 1)",
     "int_div_neg": "{a} // -(abs({b}) + 1)", "mod_neg": "{a} % -(abs({b}) + 1)",
+    "int_div_any": "{a} // {b}", "mod_any": "{a} % {b}", "neg_mul": "-({a} * {b})",
+    "lt_sum": "T.lt({a} + {b}, {a})",
     "switch": "T.switch(T.ge({a}, {b}), {a}, {b})", "lt": "T.lt({a}, {b})", "eq": "T.eq({a}, {b})",
     "and": "T.and_(T.gt({a}, 0), T.lt({b}, 3))",
 }
@@ -280,15 +300,19 @@ def f_binary(b: Builder):
 def f_int(b: Builder):
     a = b.choice(b.ints())
     if a is None:
-        a = b.input(b.choice(["int32", "int64"]), b.t(b.pool[0]).type.shape)
+        a = b.input(b.choice(INT_CHOICE), b.t(b.pool[0]).type.shape)
     kind = b.choice(["binary", "binary", "unary", "reduce", "to_float"])
     if kind == "binary":
-        c = _partner(b, a, lambda d: d.startswith("int"))
+        c = _partner(b, a, lambda d: d.startswith(("int", "uint")))
         op = b.choice(sorted(BINARY_INT))
         b.emit(BINARY_INT[op].format(a=a, b=c))
     elif kind == "unary":
         b.emit(b.choice([f"-{a}", f"abs({a})", f"T.sqr({a})", f"T.cast({a}, 'int32')", f"T.cast({a}, 'int64')",
-                         f"T.clip({a}, -3, 7)"]))
+                         f"T.cast({a}, 'int8')", f"T.cast({a}, 'uint32')",
+                         f"T.clip({a}, {-3 if b.t(a).dtype.startswith('int') else 0}, 7)",
+                         # float -> int of NaN, +-inf and out-of-range values (theta_cast)
+                         f"T.cast(T.log(T.cast({a}, 'float64')), 'int64')",
+                         f"T.cast(T.cast({a}, 'float32') * 1e10, 'int32')"]))
     elif kind == "reduce" and b.t(a).ndim:
         axis = b.choice([None] + list(range(b.t(a).ndim)))
         op = b.choice(["T.sum", "T.max", "T.min", "T.argmax", "T.prod" if int(np.prod(b.t(a).type.shape)) <= 8 else "T.sum"])

@@ -41,7 +41,7 @@ def reference_conv(x, w, border_mode, stride, dilation, flip) -> np.ndarray:
     elif border_mode == "full":
         pads = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
     elif border_mode == "half":
-        pads = (dilation[0] * (kh // 2), dilation[1] * (kw // 2))
+        pads = ((dilation[0] * (kh - 1) + 1) // 2, (dilation[1] * (kw - 1) + 1) // 2)   # Theano's
     else:
         pads = border_mode
     if flip:

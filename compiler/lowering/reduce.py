@@ -135,7 +135,8 @@ def lower(group: Group, kb: KernelBuilder) -> list[Kernel]:
     extent = max([n_out, n_red, n_tiles * plan["opb"] * split, size(xshape)]
                  + [_span(kb.layout(v).shape, kb.layout(v).strides) for v in sources + epi_sources])
     logical = _logical_acc_dtype(kind, x.dtype, main.dtype)
-    acc = "uint64" if logical == "int64" else logical
+    # int64 sums and products wrap in uint64; max/min compare, so they stay signed
+    acc = "uint64" if logical == "int64" and kind in ("sum", "prod", "mean") else logical
     return [kb.kernel("reduce.cu.j2", grid, plan["threads"], kind=kind, arg=kind in ("argmax", "argmin"),
                       val_t=CTYPES[x.dtype], acc_dtype=acc, acc_t=CTYPES[acc], logical_dtype=logical,
                       out_t=CTYPES[main.dtype],

@@ -35,14 +35,17 @@ BORDER_MODES = ("valid", "full", "half")
 
 def padding(border_mode, axis: int, k: int | None, dil: int) -> int | None:
     """Zero padding on each side along spatial ``axis`` (0: rows, 1: cols); None while the
-    filter size ``k`` it depends on is unknown."""
+    filter size ``k`` it depends on is unknown. As Theano's: 'full' pads the dilated extent
+    ``dil * (k - 1) + 1`` less one, 'half' half of it rounded down (not ``dil * (k // 2)``, which
+    differs for an even ``k`` dilated)."""
     if isinstance(border_mode, tuple):
         return border_mode[axis]
     if border_mode == "valid":
         return 0
     if k is None:
         return None
-    return dil * (k - 1) if border_mode == "full" else dil * (k // 2)
+    extent = dil * (k - 1) + 1
+    return extent - 1 if border_mode == "full" else extent // 2
 
 
 def out_size(n: int | None, k: int | None, pad: int | None, stride: int, dil: int) -> int | None:

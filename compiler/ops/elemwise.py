@@ -51,7 +51,7 @@ class Elemwise(Op):
         out = np.asarray(out)
         if out.shape != shape:
             out = np.broadcast_to(out, shape)
-        return out.astype(self.dtype, copy=False)
+        return scalar.cast_array(out, self.dtype)
 
     def error_bound(self, args, bounds, out) -> np.ndarray:
         """DebugMode's bound (compiler/tolerance.py): a few ulps per scalar op of the expression,

@@ -252,5 +252,22 @@ NUMPY = {
 }
 
 
+def cast_array(x, dtype: str) -> np.ndarray:
+    """``x`` as ``dtype``, as the kernels convert (kernels/prelude.cuh.j2's theta_cast): NumPy's
+    ``astype``, except a float that no value of an integer dtype holds, where NumPy's result
+    depends on the CPU and the array's length: NaN becomes 0, the rest saturates to the range."""
+    x = np.asarray(x)
+    target = np.dtype(dtype)
+    if x.dtype.kind != "f" or target.kind not in "iu":
+        return x.astype(target, copy=False)
+    info = np.iinfo(target)
+    top = 2.0 ** (info.bits - (1 if target.kind == "i" else 0))    # one past the largest value
+    nan, high = np.isnan(x), x >= top
+    low = x < -top if target.kind == "i" else x <= -1.0
+    out = np.where(nan | high | low, 0, x).astype(target)
+    out[high], out[low] = info.max, info.min
+    return out
+
+
 def numpy_cast(dtype: str):
-    return lambda x: np.asarray(x).astype(dtype)
+    return lambda x: cast_array(x, dtype)

@@ -759,7 +759,9 @@ def invert(a):
 def cast(x, dtype: str) -> Variable:
     """Convert ``x`` to ``dtype`` elementwise (Theano's ``T.cast``; the ``astype`` method).
 
-    Float to integer truncates toward zero, as NumPy's ``astype``. Casting to the dtype ``x``
+    Float to integer truncates toward zero, as NumPy's ``astype``; where no value of the
+    integer dtype fits (NaN, +-inf, out of range), which NumPy leaves to the CPU, NaN gives 0
+    and the rest saturates to the dtype's range, on every backend. Casting to the dtype ``x``
     already has returns ``x`` itself. The gradient flows through a cast between float dtypes
     and is zero through a cast to an integer dtype.
 

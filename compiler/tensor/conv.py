@@ -32,7 +32,8 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
         built and against the values when it is called.
     border_mode : {'valid', 'full', 'half'} or int or (int, int), optional
         ``'valid'`` (default): no padding; ``'full'``: pad ``dilation * (k - 1)``; ``'half'``:
-        pad ``dilation * (k // 2)`` (same size for odd ``k`` at stride 1); an int or a pair:
+        pad ``(dilation * (k - 1) + 1) // 2``, half the dilated filter (as Theano; the same size
+        for odd ``k`` at stride 1); an int or a pair:
         explicit zero padding of rows and columns.
     subsample : (int, int), optional
         The stride (default ``(1, 1)``).
