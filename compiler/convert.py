@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DTypeError, ShapeError
+from .errors import DTypeError, InputError, ShapeError
 
 
 class DeviceInput:
@@ -82,3 +82,25 @@ def convert_input(value: Any, dtype: str, shape: Sequence[int | None], where: st
         if d is not None and d != s:
             raise ShapeError(f"{where} got shape {arr.shape}; axis {axis} must have length {d}{note}")
     return arr
+
+
+# an input the call did not pass (its default, if any, is used instead)
+MISSING = object()
+
+
+def place_arguments(args: tuple, kwargs: dict, names: dict[str, int], n_inputs: int, what: str) -> list:
+    """The call's arguments in input order, as Python binds them: positions first, then keywords
+    by input name; a slot no argument filled holds ``MISSING``. One rule for theta.function and a
+    loaded function, so the two accept the same calls."""
+    if len(args) > n_inputs:
+        raise InputError(f"{what} takes {n_inputs} inputs, got {len(args)}")
+    slots: list[Any] = list(args) + [MISSING] * (n_inputs - len(args))
+    for key, value in kwargs.items():
+        pos = names.get(key)
+        if pos is None:
+            known = ", ".join(sorted(names)) or "none"
+            raise InputError(f"{what} got an unknown keyword argument {key!r} (inputs: {known})")
+        if slots[pos] is not MISSING:
+            raise InputError(f"{what} got input {key!r} twice")
+        slots[pos] = value
+    return slots

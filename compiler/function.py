@@ -23,7 +23,7 @@ from .errors import (DTypeError, GraphError, InputError, OptionError, ShapeError
 from .graph import Variable, rebuild, toposort, user_stacklevel
 from .options import CompileOptions
 from .binder import binder
-from .convert import convert_input
+from .convert import MISSING, convert_input, place_arguments
 from .prep import Prep
 from .scan_streams import advanced_default_update
 from .shared import SharedVariable
@@ -259,20 +259,10 @@ class Function:
     def _bind(self, args, kwargs) -> list[np.ndarray]:
         if getattr(self, "_sparse", None):
             args, kwargs = sparse.bind_args(self._sparse, args, kwargs, self._what(), self.allow_input_downcast)
-        if len(args) > len(self.inputs):
-            raise InputError(f"{self._what()} takes {len(self.inputs)} inputs, got {len(args)}")
-        slots: list[Any] = list(args) + [_MISSING] * (len(self.inputs) - len(args))
-        for key, value in kwargs.items():
-            pos = self._names.get(key)
-            if pos is None:
-                known = ", ".join(sorted(self._names)) or "none"
-                raise InputError(f"{self._what()} got an unknown keyword argument {key!r} (inputs: {known})")
-            if slots[pos] is not _MISSING:
-                raise InputError(f"{self._what()} got input {key!r} twice")
-            slots[pos] = value
+        slots = place_arguments(args, kwargs, self._names, len(self.inputs), self._what())
         out = []
         for pos, (inp, value) in enumerate(zip(self.inputs, slots)):
-            if value is _MISSING:
+            if value is MISSING:
                 if inp.value is None:
                     raise InputError(f"{self._what()}: missing input {pos} {describe(inp.variable)}")
                 value = inp.value
@@ -348,8 +338,6 @@ def _load_function(state):
     from .serialize import load_function
     return load_function(state)
 
-
-_MISSING = object()
 
 # Theano's mode names that theta.function accepts (compiler/mode.py)
 from .mode import MODES, get_mode  # noqa: E402

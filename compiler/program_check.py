@@ -127,7 +127,8 @@ def _strided_extent(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, 
     return lo, hi + 1
 
 
-def _c_strides(shape: Sequence[int]) -> tuple:
+def c_strides(shape: Sequence[int]) -> tuple:
+    """The element strides of a C-contiguous array of this shape."""
     strides, acc = [], 1
     for d in reversed(tuple(shape)):
         strides.append(acc)

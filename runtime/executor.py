@@ -31,6 +31,7 @@ import numpy as np
 
 from ..compiler.errors import BackendError, DTypeError, ShapeError, SizeError
 from ..compiler.program import Program, raise_status
+from ..compiler.program_check import c_strides
 from .device import Device, DeviceArray
 
 
@@ -141,7 +142,7 @@ class Executor:
             spec = prog.outputs[self.n_outputs + k]
             dst = self._leaf_buffer[target]
             if spec.ref.buffer == dst and spec.ref.offset == 0 and not spec.ref.dyn \
-                    and tuple(spec.strides) == _c_strides(spec.shape):
+                    and tuple(spec.strides) == c_strides(spec.shape):
                 continue   # written in place by the compiler (or W := W)
             snapshot = None
             if spec.ref.buffer in targets:   # the whole source buffer, whatever the view reads of it
@@ -245,7 +246,7 @@ class Executor:
         for k, spec in enumerate(self.program.outputs):
             buf = self.program.buffers[spec.ref.buffer]
             if buf.kind == "output" and spec.ref.offset == 0 and not spec.ref.dyn and buf.index not in taken \
-                    and tuple(spec.strides) == _c_strides(spec.shape) \
+                    and tuple(spec.strides) == c_strides(spec.shape) \
                     and math.prod(spec.shape) == buf.size:   # the whole buffer, not a prefix view of it
                 placed[k] = buf.index
                 taken.add(buf.index)
@@ -269,7 +270,7 @@ class Executor:
             address = self._address(spec.ref, base, [])
             if not nbytes or address == output_addresses[k]:
                 continue
-            if tuple(spec.strides) == _c_strides(spec.shape):
+            if tuple(spec.strides) == c_strides(spec.shape):
                 self.device.copy(output_addresses[k], address, nbytes)
             else:
                 self.device.upload(output_addresses[k], self._strided(spec, address))
@@ -329,7 +330,7 @@ class Executor:
     def _output(self, spec, base: list, scalars: list, on_device: bool):
         """Output ``spec`` as a fresh host array (or a fresh DeviceArray when ``on_device``)."""
         dev, address = self.device, self._address(spec.ref, base, scalars)
-        dense = tuple(spec.strides) == _c_strides(spec.shape)
+        dense = tuple(spec.strides) == c_strides(spec.shape)
         if on_device and dense:
             out = DeviceArray(dev, spec.shape, spec.dtype)
             if out.nbytes:
@@ -380,7 +381,7 @@ class Executor:
                 into = fresh.ptr
             if not nbytes:
                 continue
-            if tuple(spec.strides) == _c_strides(spec.shape):
+            if tuple(spec.strides) == c_strides(spec.shape):
                 dev.copy(into, address, nbytes)
             else:   # an update that is a strided view (W.T): rare, staged through the host
                 dev.upload(into, self._strided(spec, address))
@@ -402,10 +403,3 @@ def _check(spec, dtype, shape, what: str) -> None:
     if tuple(shape) != tuple(spec.shape):
         raise ShapeError(f"{what} for {spec.name} has shape {tuple(shape)}, the program needs {tuple(spec.shape)}")
 
-
-def _c_strides(shape: Sequence[int]) -> tuple:
-    strides, acc = [], 1
-    for d in reversed(tuple(shape)):
-        strides.append(acc)
-        acc *= d
-    return tuple(reversed(strides))

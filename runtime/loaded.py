@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..compiler import program_check, savedir
-from ..compiler.convert import convert_input
+from ..compiler.convert import MISSING, convert_input, place_arguments
 from ..compiler.errors import ArtifactError, DTypeError, InputError, ThetaError, public_entry
 from ..compiler.program import Program
 from .backends import device, resolve
@@ -83,19 +83,9 @@ class LoadedFunction:
     def _bind(self, args: tuple, kwargs: dict) -> list:
         """The inputs in order from positional and keyword arguments and defaults, as
         theta.function binds them (compiler/function.py, Function._bind)."""
-        if len(args) > self.n_inputs:
-            raise InputError(f"{self._what()} takes {self.n_inputs} inputs, got {len(args)}")
-        slots: list[Any] = list(args) + [_MISSING] * (self.n_inputs - len(args))
-        for key, value in kwargs.items():
-            pos = self._names.get(key)
-            if pos is None:
-                known = ", ".join(sorted(self._names)) or "none"
-                raise InputError(f"{self._what()} got an unknown keyword argument {key!r} (inputs: {known})")
-            if slots[pos] is not _MISSING:
-                raise InputError(f"{self._what()} got input {key!r} twice")
-            slots[pos] = value
+        slots = place_arguments(args, kwargs, self._names, self.n_inputs, self._what())
         for pos, value in enumerate(slots):
-            if value is _MISSING:
+            if value is MISSING:
                 default = self.inputs[pos][1]
                 if default is None:
                     spec = self.program.leaves[pos]
@@ -259,8 +249,6 @@ def _numeric(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
 
-
-_MISSING = object()
 
 
 @public_entry

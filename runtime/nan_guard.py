@@ -24,6 +24,7 @@ import numpy as np
 
 from ..compiler.errors import NanError, describe
 from ..compiler.program import OutputSpec, Ref
+from ..compiler.program_check import c_strides
 
 
 # -- summaries -----------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def _check_leaves(executor) -> Callable:
             spec, buf = program.leaves[slot], program.buffers[executor._leaf_buffer[slot]]
             if np.dtype(spec.dtype).kind not in "fc":
                 continue
-            value = _read(executor, OutputSpec(spec.dtype, tuple(spec.shape), _c_strides(spec.shape), Ref(buf.index)),
+            value = _read(executor, OutputSpec(spec.dtype, tuple(spec.shape), c_strides(spec.shape), Ref(buf.index)),
                           base, scalars)
             if any(bad_counts(value)):
                 raise leaf_error(program.guard.leaves[slot], value)
@@ -259,10 +260,3 @@ def _check_outputs(executor, guard, saved: dict) -> Callable:
 def is_float(dtype: str) -> bool:
     return np.dtype(dtype).kind in "fc"
 
-
-def _c_strides(shape: Sequence[int]) -> tuple:
-    strides, acc = [], 1
-    for d in reversed(tuple(shape)):
-        strides.append(acc)
-        acc *= d
-    return tuple(reversed(strides))
