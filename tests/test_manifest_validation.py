@@ -409,3 +409,33 @@ def test_a_loaded_function_takes_the_call_forms_of_theta_function(tmp_path):
     h.save(tmp_path / "h")
     with pytest.raises(InputError, match="missing input 1 'scale'"):
         theta.load(tmp_path / "h", backend="emu")(X)
+
+
+def test_a_grid_taller_than_its_split_computes_the_same(tmp_path):
+    """A split reduction's grid.y is the split compiled into its source; an edited, taller grid
+    (within CUDA's limits and the work, so the check lets it pass: it segfaulted emu) must not run past the
+    partials: the extra rows of blocks return before doing anything."""
+    m = T.fmatrix("m")
+    big = np.linspace(0, 1, 64 * 4096, dtype="float32").reshape(64, 4096)
+    f = theta.function([m], m.sum(), backend="emu")   # one output over 262,144 terms: split
+    want = f(big)
+    f.save(tmp_path / "p")
+    doc = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    split = [k for k in doc["kernels"] if len(k["grid"]) > 1 and k["grid"][1] > 1]
+    assert split, "the reduction was expected to split across blocks"
+    for k in split:
+        k["grid"][1] = 2 ** 16 - 1   # CUDA's largest grid.y
+    _reseal(tmp_path / "p", "manifest.json", json.dumps(doc).encode())
+    np.save(tmp_path / "big.npy", big)
+    code = ("import sys, numpy as np, theta\n"
+            "try:\n"
+            f"    out = theta.load({str(tmp_path / 'p')!r}, backend='emu')(np.load({str(tmp_path / 'big.npy')!r}))\n"
+            f"    np.save({str(tmp_path / 'out.npy')!r}, out); print('RESULT')\n"
+            "except theta.ArtifactError as e:\n"
+            "    print('ERROR', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if proc.stdout.startswith("RESULT"):
+        np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), want)
+    else:
+        assert "grid" in proc.stdout, proc.stdout
