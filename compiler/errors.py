@@ -45,6 +45,11 @@ class TruthValueError(GraphError, TypeError):
     nor False. A TypeError, as in Theano; every other variable is true."""
 
 
+class NotIterableError(GraphError, TypeError):
+    """``len()`` of a symbolic variable, or iterating one whose length is not known when the graph
+    is built: a TypeError, as in Theano."""
+
+
 class NotSupportedError(ThetaError, AttributeError):
     """A Theano name theta does not provide (``theano.config.blas`` under theta.compat); an
     AttributeError, so ``hasattr`` and ``getattr(obj, name, default)`` keep working."""

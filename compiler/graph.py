@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DTypeError, GraphError, ThetaError
+from .errors import DTypeError, GraphError, NotIterableError, ThetaError, describe
 from .operators import TensorOperators
 from .types import TensorType, check_dtype
 
@@ -135,10 +135,18 @@ class Variable(TensorOperators):
         return self is other
 
     def __iter__(self):
-        raise TypeError(f"symbolic variable {self!r} is not iterable; index it with x[i]")
+        # As Theano: a vector whose length the graph fixes (``rows, cols = x.shape``, a stack of
+        # known pieces) iterates over its elements; anything else is refused rather than looped
+        # over by Python (``sum(x)`` for ``T.sum(x)`` would otherwise build a graph per element).
+        shape = getattr(self.type, "shape", None)
+        if shape is not None and len(shape) == 1 and shape[0] is not None:
+            return iter([self[i] for i in range(shape[0])])
+        raise NotIterableError(
+            f"{describe(self)} is not iterable: only a vector whose length is known when the graph is built "
+            "is (x.shape is one); index it with x[i], or use T.sum/T.max rather than Python's sum/max")
 
     def __len__(self):
-        raise TypeError(f"len() of a symbolic variable {self!r} is unknown; use x.shape[0]")
+        raise NotIterableError(f"len() of {describe(self)} is symbolic; use x.shape[0] (or x.ndim)")
 
     def clone(self, name: str | None = None) -> "Variable":
         """A fresh leaf of the same type (a new input variable)."""

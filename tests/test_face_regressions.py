@@ -289,3 +289,19 @@ def test_every_public_name_resolves_in_a_fresh_interpreter(name):
 
 def test_scan_module_until_in_a_fresh_interpreter():
     _fresh("import theta; u = theta.scan_module.until; assert callable(u)")
+
+
+def test_a_vector_of_known_length_unpacks_and_anything_else_is_a_typed_error():
+    """Theano's iteration rule: ``rows, cols = x.shape`` (and a stack of known pieces) unpacks;
+    iterating a tensor of unknown length, or len() of any, is a TypeError naming the variable."""
+    x, v = T.matrix("x"), T.vector("v")
+    rows, cols = x.shape
+    p, q = T.stack([v.sum(), v.max()])
+    f = theta.function([x, v], [rows, cols, p, q], backend="reference")
+    out = f(np.zeros((3, 5), theta.config.floatX), np.arange(4, dtype=theta.config.floatX))
+    assert [int(o) for o in out] == [3, 5, 6, 3]
+    for bad, name in ((lambda: list(x), "'x'"), (lambda: len(v), "'v'"), (lambda: sum(v), "'v'")):
+        with pytest.raises(theta.errors.NotIterableError, match=name) as info:
+            bad()
+        assert isinstance(info.value, TypeError)
+        assert "test_face_regressions.py" in str(info.value)   # the line that created it
