@@ -108,7 +108,7 @@ def run_mlp(backend: str) -> bool:
 
 def run_minibatches(backend: str) -> bool:
     """Batches as runtime offsets into a resident dataset (givens slices), then a shuffle."""
-    from theta.runtime.data import Minibatches
+    from theta.minibatch import Minibatches
     data = {"x": RNG.standard_normal((23, 5)).astype("float32"), "y": np.arange(23, dtype="int32")}
     mb = Minibatches(data, 4, seed=1, resident=True, backend=backend)
     i, x, y = T.lscalar("i"), T.fmatrix("x"), T.ivector("y")

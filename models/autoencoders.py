@@ -129,7 +129,7 @@ def pretrain(stages: list, x, data_x: np.ndarray, epochs: int, batch_size: int, 
     -------
     list
     """
-    from ..runtime.data import Minibatches
+    from ..minibatch import Minibatches
     mb = Minibatches({"x": data_x}, batch_size, shuffle=True, seed=seed, resident=True, backend=backend)
     index = T.lscalar("index")
     curves = []
@@ -163,7 +163,7 @@ def train_dae(data_x: np.ndarray, n_hidden: int = 64, corruption: float = 0.3, e
     -------
     dict
     """
-    from ..runtime.data import Minibatches
+    from ..minibatch import Minibatches
     from . import optim
     rng = np.random.default_rng(seed)
     da = DenoisingAutoencoder(rng, RandomStreams(seed), data_x.shape[1], n_hidden, corruption=corruption)

@@ -15,7 +15,7 @@ evaluation on a kernel backend and writes a job directory::
 
 `run_job` trains from that directory in a fresh process without the compiler: it imports
 neither sympy nor jinja2 (a test checks), shuffles and slices the minibatches on the host exactly
-as runtime.data.Minibatches does, keeps the programs' shared state in step (the step's parameters
+as theta.minibatch.Minibatches does, keeps the programs' shared state in step (the step's parameters
 are copied into the short-step and evaluation programs when they run), stops early as `theta
 train` does and prints the same figures for the same seed and backend.
 """

@@ -176,7 +176,7 @@ def train_rbm(data_x: np.ndarray, n_hidden: int = 64, epochs: int = 10, batch_si
     -------
     dict
     """
-    from ..runtime.data import Minibatches
+    from ..minibatch import Minibatches
     rng = np.random.default_rng(seed)
     rbm = RBM(rng, RandomStreams(seed), data_x.shape[1], n_hidden)
     x, index = T.matrix("x"), T.lscalar("index")

@@ -18,7 +18,7 @@ import numpy as np
 import theta
 from theta.errors import NanError, ThetaError
 
-from ..runtime.data import Minibatches
+from ..minibatch import Minibatches
 from . import checkpoint, optim
 from .classifiers import build, spec
 from .data import Dataset, load_digits

@@ -9,7 +9,7 @@ import pytest
 import theta
 import theta.tensor as T
 from theta.errors import InputError, ShapeError
-from theta.runtime.data import Minibatches
+from theta.minibatch import Minibatches
 
 N = 23
 
@@ -178,5 +178,5 @@ def test_bad_input():
 def test_import_theta_never_needs_pycuda():
     import subprocess
     import sys
-    code = "import sys, theta, theta.tensor; import theta.runtime.cuda, theta.runtime.data; assert 'pycuda' not in sys.modules"
+    code = "import sys, theta, theta.tensor; import theta.runtime.cuda, theta.minibatch; assert 'pycuda' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

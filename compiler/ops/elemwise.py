@@ -83,25 +83,25 @@ class Elemwise(Op):
         return self.name or f"Elemwise{{{self.expr}}}"
 
 
-@functools.lru_cache(maxsize=4096)
-def _numpy_fn(expr: sp.Expr, nin: int):
+def _lambdify(expr: sp.Expr, syms):
+    """``expr`` as a NumPy function of ``syms``: scalar ops from scalar.NUMPY, casts by dtype."""
     namespace = dict(scalar.NUMPY)
     for f in expr.atoms(sp.Function):
         dtype = getattr(type(f), "dtype", None)
         if dtype is not None:
             namespace[type(f).__name__] = scalar.numpy_cast(dtype)
-    return sp.lambdify(scalar.symbols(nin), scalar.as_ieee(expr), modules=[namespace, "numpy"])
+    return sp.lambdify(syms, scalar.as_ieee(expr), modules=[namespace, "numpy"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _numpy_fn(expr: sp.Expr, nin: int):
+    return _lambdify(expr, scalar.symbols(nin))
 
 
 @functools.lru_cache(maxsize=4096)
 def _head_fn(head: sp.Expr, n: int):
     """The NumPy function of one scalar operation ``head`` over y0..y{n-1} (error bounds)."""
-    namespace = dict(scalar.NUMPY)
-    for f in head.atoms(sp.Function):
-        dtype = getattr(type(f), "dtype", None)
-        if dtype is not None:
-            namespace[type(f).__name__] = scalar.numpy_cast(dtype)
-    return sp.lambdify(sp.symbols(f"y0:{n}", real=True), scalar.as_ieee(head), modules=[namespace, "numpy"])
+    return _lambdify(head, sp.symbols(f"y0:{n}", real=True))
 
 
 def make(expr: sp.Expr, inputs: list, dtype: str, name: str | None = None) -> Variable:

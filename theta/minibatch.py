@@ -23,7 +23,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from ..compiler.errors import InputError, ShapeError
+from .compiler.errors import InputError, ShapeError
 
 
 class Minibatches:
@@ -64,10 +64,10 @@ class Minibatches:
         return min(self.batch_size, self.n - i * self.batch_size)
 
     def _fits(self) -> bool:
-        from .backends import resolve
+        from .runtime.backends import resolve
         if resolve(self.backend or _config_backend()) != "cuda":
             return True
-        from .cuda import free_device_memory
+        from .runtime.cuda import free_device_memory
         need = sum(a.nbytes for a in self.arrays.values())
         return need <= 0.5 * free_device_memory()
 
@@ -126,7 +126,7 @@ class Minibatches:
         if self.resident:
             return iter(range(self.n_batches))
         host_batches = self._stream(self.order.copy())
-        from .backends import resolve
+        from .runtime.backends import resolve
         if resolve(self.backend or _config_backend()) == "cuda":
             from .cuda import device
             from .prefetch import prefetch_to_device
@@ -188,5 +188,5 @@ class Minibatches:
 
 
 def _config_backend() -> str:
-    from ..compiler.options import config
+    from .compiler.options import config
     return config.backend
